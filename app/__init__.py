@@ -1,0 +1,1 @@
+"""triage: clinical uncertainty triage for 30-day readmission risk."""

@@ -1,0 +1,80 @@
+"""The `triage` command line: training, calibration, evaluation, database, keys and serving.
+
+Each command's work lives in the package that owns it; this module only parses arguments.
+Imports are lazy so `triage serve` never loads the training stack and vice versa.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train, evaluate and calibrate a model from the data")
+    train.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
+    train.add_argument("--out", type=Path, default=None, help="model folder (default: a new version)")
+    train.add_argument("--seed", type=int, default=20261127, help="seed for split, init and MC")
+    train.add_argument("--max-rows", type=int, default=None, help="use only the first N rows")
+    train.add_argument("--epochs", type=int, default=None, help="most epochs (default: the recipe's)")
+    train.add_argument("--review-rate", type=float, default=0.10, help="target share flagged")
+    train.add_argument("--no-report", action="store_true", help="skip baselines and the report")
+    train.set_defaults(handler="app.training.commands:train")
+
+    evaluate = sub.add_parser("evaluate", help="score a data file and print metrics as JSON")
+    evaluate.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
+    evaluate.add_argument("--model", type=Path, default=None, help="model folder (default: newest)")
+    evaluate.add_argument("--n-samples", type=int, default=None, help="MC samples (default: card's)")
+    evaluate.set_defaults(handler="app.training.commands:evaluate")
+
+    calibrate = sub.add_parser("calibrate", help="re-derive the uncertainty threshold, no retraining")
+    calibrate.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
+    calibrate.add_argument("--model", type=Path, default=None, help="model folder (default: newest)")
+    calibrate.add_argument("--review-rate", type=float, required=True, help="target share flagged")
+    calibrate.set_defaults(handler="app.training.commands:calibrate")
+
+
+def _add_service_commands(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="migrate to the newest schema (alembic upgrade)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler="app.db.commands:upgrade")
+    downgrade = db_sub.add_parser("downgrade", help="migrate back (alembic downgrade)")
+    downgrade.add_argument("revision", nargs="?", default="-1")
+    downgrade.set_defaults(handler="app.db.commands:downgrade")
+
+    apikey = sub.add_parser("apikey", help="API keys")
+    key_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = key_sub.add_parser("create", help="create a key; it is printed once, last on stdout")
+    create.add_argument("--role", choices=("ehr", "clinician", "admin"), required=True)
+    create.add_argument("--name", required=True, help="who or what holds the key")
+    create.set_defaults(handler="app.auth.commands:create_key")
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler="app.serve:serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser."""
+    parser = argparse.ArgumentParser(prog="triage", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_training_commands(sub)
+    _add_service_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.handler.split(":")
+    module = __import__(module_name, fromlist=[func_name])
+    result = getattr(module, func_name)(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""One `Settings` for the whole service, read from `TRIAGE_*` environment variables.
+
+Nested groups use a double underscore: `TRIAGE_INFERENCE__DEVICE=cuda`.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.inference.repository import DEFAULT_REPOSITORY, latest_version_dir
+
+
+class InferenceSettings(BaseModel):
+    """How the MC-dropout engine and the micro-batcher run."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where inference runs: `auto` takes CUDA when available, else the CPU."""
+    n_samples: int | None = Field(default=None, ge=2, le=2048)
+    """Default number of MC-dropout samples; None takes the model card's default."""
+    min_n_samples: int = Field(default=2, ge=2)
+    """Smallest `n_samples` a request may ask for."""
+    max_n_samples: int = Field(default=2048, ge=2, le=65536)
+    """Largest `n_samples` a request may ask for (bounds the cost of one request)."""
+    max_batch_size: int = Field(default=256, ge=1, le=65536)
+    """Most encounters coalesced into one engine call."""
+    max_batch_delay_us: int = Field(default=2000, ge=0, le=1_000_000)
+    """Longest a request waits for others to join its batch, in microseconds."""
+    max_queue_size: int = Field(default=4096, ge=1)
+    """Most encounters waiting for the engine; beyond it the API answers 503 with Retry-After."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads for inference; None keeps PyTorch's default."""
+
+
+class AuthSettings(BaseModel):
+    """API keys and the metrics endpoint's protection."""
+
+    metrics_token: str | None = None
+    """Bearer token `/metrics` requires; None leaves it open (scraped on a private network)."""
+    session_secret: str | None = None
+    """Secret that signs review-page session cookies; None derives a random one per process."""
+    secure_cookies: bool = True
+    """Mark session cookies Secure (turn off only for plain-HTTP local testing)."""
+
+
+class Settings(BaseSettings):
+    """Service settings; every field has a `TRIAGE_` environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", env_nested_delimiter="__", extra="ignore", env_file=None
+    )
+
+    database_url: str = "sqlite:///./triage.db"
+    """SQLAlchemy URL: a SQLite file by default, `postgresql+psycopg://...` for deployments."""
+    database_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    """Longest a database connect or statement may take before the request gets a 503."""
+    model_dir: Path | None = None
+    """Model version folder; None takes the newest version under `models/readmission/`."""
+    model_repository: Path = DEFAULT_REPOSITORY
+    """Where model versions live when `model_dir` is not set."""
+    max_batch_encounters: int = Field(default=1000, ge=1, le=100_000)
+    """Most encounters one `POST /predict/batch` may carry."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger ones get 413 before parsing."""
+    log_level: str = "INFO"
+    """Root log level."""
+    inference: InferenceSettings = InferenceSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _sample_bounds(self) -> "Settings":
+        inf = self.inference
+        if inf.min_n_samples > inf.max_n_samples:
+            raise ValueError("inference.min_n_samples is above inference.max_n_samples")
+        if inf.n_samples is not None and not inf.min_n_samples <= inf.n_samples <= inf.max_n_samples:
+            raise ValueError("inference.n_samples is outside [min_n_samples, max_n_samples]")
+        return self
+
+    def resolved_model_dir(self) -> Path:
+        """The model folder to load: the configured one or the newest version."""
+        return self.model_dir if self.model_dir is not None else latest_version_dir(self.model_repository)

@@ -1,0 +1,41 @@
+"""The application's error family: services raise these, one handler turns them into HTTP."""
+
+
+class AppError(Exception):
+    """An error with a message for the caller and the HTTP status it maps to."""
+
+    status_code = 500
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class BadRequestError(AppError):
+    """The request is well-formed but cannot be served as asked."""
+
+    status_code = 422
+
+
+class NotFoundError(AppError):
+    """The thing asked for does not exist."""
+
+    status_code = 404
+
+
+class ConflictError(AppError):
+    """The request conflicts with the current state (for example a case already claimed)."""
+
+    status_code = 409
+
+
+class UnavailableError(AppError):
+    """A dependency (database, batcher) cannot take the request now; the caller should retry."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,1 @@
+"""Storage: engine, sessions and the declarative base."""

@@ -1,0 +1,5 @@
+"""Inference: model loading, the MC-dropout engine and the micro-batcher (no web framework here)."""
+
+from app.inference.model import BayesianMLP
+
+__all__ = ["BayesianMLP"]
