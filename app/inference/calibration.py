@@ -1,0 +1,26 @@
+"""Probability calibration stored in the model card, applied to the MC-mean probability.
+
+Platt scaling on the logit: p_cal = sigmoid(a * logit(p) + b). Fitting lives in training;
+applying it lives here because serving and evaluation must apply it identically.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+_EPS = 1e-6
+
+
+def calibrate(probability: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:
+    """Map MC-mean probabilities through the card's calibration (identity when there is none)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if not calibration or calibration.get("method", "none") == "none":
+        return p
+    if calibration["method"] != "platt":
+        raise ValueError(f"unknown calibration method {calibration['method']!r}")
+    clipped = np.clip(p, _EPS, 1.0 - _EPS)
+    logit = np.log(clipped) - np.log1p(-clipped)
+    z = float(calibration["a"]) * logit + float(calibration["b"])
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return out
