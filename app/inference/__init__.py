@@ -1,5 +1,6 @@
 """Inference: model loading, the MC-dropout engine and the micro-batcher (no web framework here)."""
 
+from app.inference.engine import MCDropoutEngine, MCDropoutResult
 from app.inference.model import BayesianMLP
 
-__all__ = ["BayesianMLP"]
+__all__ = ["BayesianMLP", "MCDropoutEngine", "MCDropoutResult"]
