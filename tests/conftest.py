@@ -1,7 +1,16 @@
 """Fixtures shared by the whole suite."""
 
+import contextlib
+import glob
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,3 +27,220 @@ def data_file() -> Path:
     if not path.is_file():
         pytest.skip(f"real data not found at {path}; set {DATA_ENV} to the diabetes130 folder")
     return path
+
+
+# --------------------------------------------------------------------------- service fixtures
+
+POSTGRES_ENV = "TRIAGE_TEST_POSTGRES_URL"
+N_ROWS = 4000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return cmd
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", "postgres", "--", *cmd]
+    return ["su", "postgres", "-c", " ".join(cmd)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL: $TRIAGE_TEST_POSTGRES_URL, else a throwaway local instance."""
+    if os.environ.get(POSTGRES_ENV):
+        yield os.environ[POSTGRES_ENV]
+        return
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    if initdb is None:
+        pytest.skip(f"no PostgreSQL binaries (install Debian's postgresql or set {POSTGRES_ENV})")
+    bindir = Path(initdb).parent
+    root = Path(tempfile.mkdtemp(prefix="triage-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        _as_postgres_user([str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
+                           "UTF8", "--no-sync"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = str(bindir / "pg_ctl")
+    subprocess.run(
+        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
+                           "start"]),
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _fresh_postgres_database(server_url: str) -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"triage_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend (SQLite file, fresh PostgreSQL database)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'triage.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    with _fresh_postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """A database on each backend, migrated to the newest schema."""
+    from alembic import command
+
+    from app.core.config import Settings
+    from app.db.commands import alembic_config
+
+    command.upgrade(alembic_config(Settings(database_url=empty_database_url)), "head")
+    return empty_database_url
+
+
+def published_rows(path: Path, n: int) -> list[dict[str, Any]]:
+    """The first `n` rows of the data file as API encounters (published types, label dropped)."""
+    import pandas as pd
+
+    from app.features.columns import DEATH_OR_HOSPICE_DISPOSITIONS, INTEGER_COLUMNS, LABEL_COLUMN
+
+    frame = pd.read_csv(path, keep_default_na=False, na_values=["?"], dtype=str, nrows=n)
+    rows = []
+    for raw in frame.to_dict("records"):
+        row: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name == LABEL_COLUMN or not isinstance(value, str):
+                continue
+            row[name] = int(value) if name in INTEGER_COLUMNS else value
+        row["encounter_id"] = str(row["encounter_id"])
+        if row.get("discharge_disposition_id") not in DEATH_OR_HOSPICE_DISPOSITIONS:
+            rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def encounters(data_file: Path) -> list[dict[str, Any]]:
+    """Real encounters from the data file in the API's request format."""
+    return published_rows(data_file, N_ROWS)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, data_file: Path) -> Path:
+    """A tiny real model trained briefly on real rows, thresholded at the 80th std percentile."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from app.features import FeatureSpec
+    from app.inference import BayesianMLP, MCDropoutEngine
+    from app.inference.repository import save_model
+
+    frame = pd.read_csv(data_file, keep_default_na=False, na_values=["?"], dtype=str, nrows=N_ROWS)
+    columns = {c: frame[c].where(frame[c].notna(), None).tolist() for c in frame.columns}
+    spec = FeatureSpec.fit(columns)
+    x = torch.from_numpy(spec.encode(columns))
+    y = torch.tensor((frame["readmitted"] == "<30").to_numpy(), dtype=torch.float32)
+    torch.manual_seed(1234)
+    model = BayesianMLP(spec.n_features, [32], 0.2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    std = MCDropoutEngine(model, device="cpu", default_seed=7).predict(x, n_samples=64).std
+    threshold = float(np.quantile(std.numpy(), 0.8))
+    card = {
+        "version": "test-0.1",
+        "feature_spec": spec.to_dict(),
+        "calibration": {"method": "platt", "a": 1.0, "b": 0.0},
+        "uncertainty": {"measure": "std", "threshold": threshold, "review_rate": 0.2},
+        "mc": {"n_samples": 64, "seed": 7},
+        "metrics": {},
+        "data": {"rows": N_ROWS},
+    }
+    directory = tmp_path_factory.mktemp("models") / "test-0.1"
+    save_model(model, card, directory)
+    return directory
+
+
+@pytest.fixture
+def settings(database_url: str, model_dir: Path) -> Any:
+    """Service settings on the parametrised database and the tiny model."""
+    from app.core.config import Settings
+
+    return Settings(
+        database_url=database_url,
+        model_dir=model_dir,
+        inference={"device": "cpu", "max_batch_delay_us": 500, "threads": 1},
+    )
+
+
+@pytest.fixture
+async def app(settings: Any) -> AsyncIterator[Any]:
+    """The app with its lifespan running (model loaded, database open, batcher started)."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[Any]:
+    """An HTTP client talking to the app in-process."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://triage.test") as http:
+        yield http
+
+
+@pytest.fixture
+def keys(app: Any) -> dict[str, dict[str, str]]:
+    """Authorization headers for one key per role (two clinicians)."""
+    from app.auth.models import Role
+    from app.auth.service import create_key
+
+    headers = {}
+    with app.state.database.session() as session:
+        for label, role in [
+            ("ehr", Role.EHR),
+            ("clinician", Role.CLINICIAN),
+            ("clinician2", Role.CLINICIAN),
+            ("admin", Role.ADMIN),
+        ]:
+            _, key = create_key(session=session, name=f"{label}-test", role=role)
+            headers[label] = {"Authorization": f"Bearer {key}"}
+    return headers

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.inference.repository import DEFAULT_REPOSITORY, latest_version_dir
 
+MIN_SECRET_LENGTH = 16
+WEAK_SECRETS = frozenset({"changeme", "changethis", "secret", "password", "changemechangeme"})
+
 
 class InferenceSettings(BaseModel):
     """How the MC-dropout engine and the micro-batcher run."""
@@ -43,6 +46,15 @@ class AuthSettings(BaseModel):
     secure_cookies: bool = True
     """Mark session cookies Secure (turn off only for plain-HTTP local testing)."""
 
+    @field_validator("metrics_token", "session_secret")
+    @classmethod
+    def _strong_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"secrets must be at least {MIN_SECRET_LENGTH} characters long")
+        if value is not None and value.lower() in WEAK_SECRETS:
+            raise ValueError("refusing a well-known placeholder secret; generate a random one")
+        return value
+
 
 class Settings(BaseSettings):
     """Service settings; every field has a `TRIAGE_` environment variable."""
@@ -63,8 +75,12 @@ class Settings(BaseSettings):
     """Most encounters one `POST /predict/batch` may carry."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413 before parsing."""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
+    review_page_size: int = Field(default=50, ge=1, le=500)
+    """Review items per page unless a request asks for another size."""
+    review_max_page_size: int = Field(default=500, ge=1, le=10_000)
+    """Most review items one page may hold."""
     inference: InferenceSettings = InferenceSettings()
     auth: AuthSettings = AuthSettings()
 
@@ -75,15 +91,29 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
         return url
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
+
     @model_validator(mode="after")
     def _sample_bounds(self) -> "Settings":
         inf = self.inference
         if inf.min_n_samples > inf.max_n_samples:
             raise ValueError("inference.min_n_samples is above inference.max_n_samples")
-        if inf.n_samples is not None and not inf.min_n_samples <= inf.n_samples <= inf.max_n_samples:
+        if (
+            inf.n_samples is not None
+            and not inf.min_n_samples <= inf.n_samples <= inf.max_n_samples
+        ):
             raise ValueError("inference.n_samples is outside [min_n_samples, max_n_samples]")
+        if self.review_page_size > self.review_max_page_size:
+            raise ValueError("review_page_size is above review_max_page_size")
         return self
 
     def resolved_model_dir(self) -> Path:
         """The model folder to load: the configured one or the newest version."""
-        return self.model_dir if self.model_dir is not None else latest_version_dir(self.model_repository)
+        return (
+            self.model_dir
+            if self.model_dir is not None
+            else latest_version_dir(self.model_repository)
+        )

@@ -39,3 +39,21 @@ class UnavailableError(AppError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class UnauthorizedError(AppError):
+    """No valid API key came with the request."""
+
+    status_code = 401
+
+
+class ForbiddenError(AppError):
+    """The key is valid but its role may not do this."""
+
+    status_code = 403
+
+
+class PayloadTooLargeError(AppError):
+    """The request body is larger than the configured limit."""
+
+    status_code = 413

@@ -1,0 +1,82 @@
+"""The database engine and sessions: one `Database` per process, opened in the lifespan."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.errors import UnavailableError
+
+# Errors that mean "the database cannot take this now" rather than "this request is wrong".
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def make_engine(url: str, *, timeout_s: float) -> Engine:
+    """Create an engine whose connects and statements give up after `timeout_s`."""
+    connect_args: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        connect_args = {"timeout": timeout_s, "check_same_thread": False}
+    else:
+        ms = int(timeout_s * 1000)
+        connect_args = {
+            "connect_timeout": max(1, int(timeout_s)),
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        }
+        kwargs["pool_timeout"] = timeout_s
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # NOTE: WAL lets readers (review queue, metrics scrape) run while a predict commits.
+    if not _is_memory(dbapi_connection):
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _is_memory(dbapi_connection: Any) -> bool:
+    cursor = dbapi_connection.cursor()
+    rows = cursor.execute("PRAGMA database_list").fetchall()
+    cursor.close()
+    return any(row[1] == "main" and not row[2] for row in rows)
+
+
+class Database:
+    """An engine plus a session factory."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.engine = make_engine(url, timeout_s=timeout_s)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that rolls back on error and maps connection failures to 503."""
+        with self.sessionmaker() as session:
+            try:
+                yield session
+            except UNAVAILABLE_ERRORS as exc:
+                session.rollback()
+                raise UnavailableError("the database is unavailable; retry shortly") from exc
+
+    def ping(self) -> bool:
+        """Tell whether the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except UNAVAILABLE_ERRORS:
+            return False
+        return True
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,87 @@
+"""The review queue: flagged cases and the audit trail of every status change."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, UTCDateTime, utcnow
+
+
+class ReviewStatus(StrEnum):
+    """Where a case stands: pending -> in_review -> resolved."""
+
+    PENDING = "pending"
+    IN_REVIEW = "in_review"
+    RESOLVED = "resolved"
+
+
+class Outcome(StrEnum):
+    """The clinician's conclusion on a case."""
+
+    AGREE = "agree"
+    OVERRIDE = "override"
+    NEEDS_FOLLOW_UP = "needs_follow_up"
+
+
+class ReviewItem(Base):
+    """A flagged prediction waiting for (or under, or after) clinician review."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        # NOTE: the idempotency key: a retried request finds the row instead of adding one.
+        UniqueConstraint("encounter_id", "model_version"),
+        CheckConstraint("status IN ('pending', 'in_review', 'resolved')", name="status"),
+        CheckConstraint(
+            "outcome IS NULL OR outcome IN ('agree', 'override', 'needs_follow_up')", name="outcome"
+        ),
+        Index("ix_review_items_status_std", "status", "std", "id"),
+        Index("ix_review_items_status_created_at", "status", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    encounter_id: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    encounter: Mapped[dict[str, Any]] = mapped_column(JSON)
+    probability: Mapped[float] = mapped_column(Float)
+    std: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    threshold: Mapped[float] = mapped_column(Float)
+    n_samples: Mapped[int] = mapped_column()
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value)
+    assignee: Mapped[str | None] = mapped_column(String(200), default=None)
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class ReviewEvent(Base):
+    """One status change of a review item: who, when, from what to what (append-only)."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("review_items.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
