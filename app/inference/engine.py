@@ -3,11 +3,35 @@
 Semantics
 - Inverted dropout exactly as trained: a unit is kept with probability 1-p and survivors are
   scaled by 1/(1-p). Only dropout is stochastic; Linear and ReLU run as in eval mode. The engine
-  reads the weights once at construction into tensors it owns and never touches the module again
-  (no `train()`/`eval()`), so concurrent use is safe.
-- A call draws N subnetworks, one keep-mask per dropout layer per sample, from a
-  `torch.Generator` seeded with `seed` (the constructor's `default_seed` when None). Masks are
-  drawn on the CPU, so the same seed gives the same subnetworks on every device.
+  copies the weights once at construction into tensors it owns and never touches the module
+  again (no `train()`/`eval()`), so concurrent callers are safe.
+- A call draws N subnetworks, one keep-mask per dropout layer per sample, from a CPU
+  `torch.Generator` seeded with `seed` (the constructor's `default_seed` when None), in layer
+  order, `torch.rand(N, width) < 1 - p`. The same seed gives the same subnetworks on any device.
+- Outputs per encounter: mean and Bessel-corrected std of the N probabilities
+  `sigmoid(logit)`, the Monte Carlo standard error of that std (delta method,
+  `sqrt((m4 - s^4 (N-3)/(N-1)) / N) / (2 s)`) and the mutual information (BALD, nats): entropy of
+  the mean minus the mean entropy.
+
+Speed
+- Everything up to the first dropout is deterministic and runs once per encounter, not N times.
+- The masks are drawn once per call (and cached for recent `(seed, N)`), never per element. With
+  one dropout layer (the shipped model) the mask is folded into the output weights,
+  `F[j, n] = keep[n, j] * w_out[j] / (1-p)`, so all N passes are one product `[B,H] x [H,N]`.
+  Later dropout layers cost one `[B*S, H] x [H, H']` product per chunk of S samples.
+
+Batch invariance (the same encounter gives the same bits alone or inside any batch)
+- Every per-encounter quantity is computed row-wise: matrix products whose output row depends
+  only on that input row, and reductions over the last dimension of a contiguous tensor.
+- BLAS may still change the summation order with the shape: MKL takes a different (gemv) kernel
+  when a product has one row. The CPU path therefore never runs a product with fewer than two
+  rows (a single encounter is padded with a zero row), splits batches into row chunks whose
+  sample-chunk size depends on N only, and never uses a matrix-vector product (the last
+  Linear is an elementwise product and a row sum). MKL's gemm gives the same row for any row
+  count >= 2 and any thread count; `tests/inference` checks it, and
+  `check_batch_invariance()` re-checks it on the host at start-up.
+- On CUDA, where cuBLAS picks kernels by shape, every chunk is padded to the same fixed row
+  count, so each encounter always runs through identically shaped kernels.
 """
 
 import threading
@@ -16,11 +40,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from app.inference.model import BayesianMLP
 
 DEFAULT_N_SAMPLES = 256
 _MASK_CACHE_SIZE = 8
+_ROWS_ELEMENTS = 1 << 17  # rows per chunk x N: a chunk's [rows, N] block stays in cache
+_SAMPLE_ELEMENTS = 1 << 20  # rows x samples x width of one later-layer product
+_MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,13 @@ class _Layer:
     p: float  # dropout after this layer's ReLU; 0.0 when there is none
 
 
+@dataclass(frozen=True)
+class _Masks:
+    scaled: tuple[torch.Tensor | None, ...]  # per hidden layer: [N, width] of 0 or 1/(1-p)
+    fold: torch.Tensor  # [N, H_last]: last mask times the output weights
+    fold_t: torch.Tensor | None  # [H_last, N] contiguous, when one layer is stochastic
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -53,40 +88,36 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 def _read_layers(
     model: nn.Module, device: torch.device
-) -> tuple[list[_Layer], torch.Tensor, float]:
-    """Copy the weights of `Linear -> ReLU [-> Dropout]` blocks and the output Linear."""
+) -> tuple[list[_Layer], torch.Tensor, torch.Tensor]:
+    """Copy the weights of `Linear -> ReLU [-> Dropout]` blocks and of the output Linear."""
     modules = list(model.net) if isinstance(model, BayesianMLP) else list(model.children())
     linears: list[tuple[torch.Tensor, torch.Tensor]] = []
     dropout_after: list[float] = []
     for i, module in enumerate(modules):
+        previous = modules[i - 1] if i else None
         if isinstance(module, nn.Linear):
             weight = module.weight.detach().to(device=device, dtype=torch.float32, copy=True)
             bias = (
-                module.bias.detach()
-                if module.bias is not None
-                else weight.new_zeros(weight.shape[0])
+                module.bias.detach() if module.bias is not None else weight.new_zeros(len(weight))
             )
             linears.append((weight, bias.to(device=device, dtype=torch.float32, copy=True)))
             dropout_after.append(0.0)
-        elif isinstance(module, nn.ReLU):
-            if not linears or not isinstance(modules[i - 1], nn.Linear):
-                raise ValueError("ReLU must follow a Linear")
-        elif isinstance(module, nn.Dropout):
-            if not isinstance(modules[i - 1], nn.ReLU):
-                raise ValueError("Dropout must follow a ReLU")
+        elif isinstance(module, nn.ReLU) and isinstance(previous, nn.Linear):
+            continue
+        elif isinstance(module, nn.Dropout) and isinstance(previous, nn.ReLU):
             dropout_after[-1] = float(module.p)
         else:
             raise ValueError(
-                f"unsupported module in the MC-dropout engine: {type(module).__name__}"
+                f"unsupported layer for the MC-dropout engine at position {i}: {module}"
             )
-    if not linears or linears[-1][0].shape[0] != 1 or isinstance(modules[-1], nn.ReLU | nn.Dropout):
+    if not linears or linears[-1][0].shape[0] != 1 or not isinstance(modules[-1], nn.Linear):
         raise ValueError("the network must end with a Linear that has one output")
     hidden = [
         _Layer(w.t().contiguous(), b, p)
         for (w, b), p in zip(linears[:-1], dropout_after[:-1], strict=True)
     ]
     out_w, out_b = linears[-1]
-    return hidden, out_w[0].contiguous(), float(out_b[0])
+    return hidden, out_w[0].contiguous(), out_b.reshape(1)
 
 
 class MCDropoutEngine:
@@ -96,78 +127,155 @@ class MCDropoutEngine:
         self, model: nn.Module, device: str | torch.device = "auto", *, default_seed: int = 0
     ) -> None:
         self.device = _resolve_device(device)
-        self.default_seed = int(default_seed)
-        self._hidden, self._out_w, self._out_b = _read_layers(model, self.device)
-        self.in_features = (
-            self._hidden[0].weight_t.shape[0] if self._hidden else self._out_w.shape[0]
-        )
-        self._masks: OrderedDict[tuple[int, int], list[torch.Tensor]] = OrderedDict()
+        self.default_seed = _check_seed(default_seed)
+        self._layers, self._out_w, self._out_b = _read_layers(model, self.device)
+        if not self._layers:
+            raise ValueError("the network needs at least one hidden Linear -> ReLU block")
+        self.in_features = self._layers[0].weight_t.shape[0]
+        stochastic = [i for i, layer in enumerate(self._layers) if layer.p > 0]
+        self._first = stochastic[0] if stochastic else None
+        self._cache: OrderedDict[tuple[int, int], _Masks] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _draw_masks(self, seed: int, n_samples: int) -> list[torch.Tensor]:
-        """Return scaled keep-masks `[N, width]` (0 or 1/(1-p)), one per hidden layer."""
-        key = (seed, n_samples)
-        with self._lock:
-            if key in self._masks:
-                self._masks.move_to_end(key)
-                return self._masks[key]
-        generator = torch.Generator().manual_seed(seed)
-        masks = []
-        for layer in self._hidden:
-            width = layer.weight_t.shape[1]
-            keep = torch.rand(n_samples, width, generator=generator) < (1.0 - layer.p)
-            masks.append((keep.to(torch.float32) / (1.0 - layer.p)).to(self.device))
-        with self._lock:
-            self._masks[key] = masks
-            while len(self._masks) > _MASK_CACHE_SIZE:
-                self._masks.popitem(last=False)
-        return masks
-
-    @torch.inference_mode()
     def predict(
         self, x: torch.Tensor, *, n_samples: int = DEFAULT_N_SAMPLES, seed: int | None = None
     ) -> MCDropoutResult:
         """Summarise N dropout subnetworks' probabilities for each row of `x` `[B, in_features]`."""
-        if n_samples < 2:
-            raise ValueError(f"n_samples must be at least 2, got {n_samples}")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"x must have shape [B, {self.in_features}], got {list(x.shape)}")
-        used_seed = self.default_seed if seed is None else int(seed)
-        masks = self._draw_masks(used_seed, n_samples)
-        h = x.to(device=self.device, dtype=torch.float32)
-        samples: torch.Tensor | None = None  # [N, B, width] once dropout has happened
-        for layer, mask in zip(self._hidden, masks, strict=True):
-            if samples is None:
-                h = torch.relu(h @ layer.weight_t + layer.bias)
-                samples = h.unsqueeze(0) * mask.unsqueeze(1)
-            else:
-                samples = torch.relu(samples @ layer.weight_t + layer.bias) * mask.unsqueeze(1)
-        assert samples is not None
-        logits = (samples @ self._out_w + self._out_b).t()  # [B, N]
-        return _summarise(logits, n_samples, used_seed)
+        used_seed = self.default_seed if seed is None else _check_seed(seed)
+        with torch.inference_mode():
+            out = self._run(x, n_samples, used_seed).cpu()
+        return MCDropoutResult(
+            mean=out[0],
+            std=out[1],
+            std_standard_error=out[2],
+            mutual_information=out[3],
+            n_samples=n_samples,
+            seed=used_seed,
+        )
+
+    def check_batch_invariance(self, *, n_samples: int = 64, seed: int = 0) -> bool:
+        """Return whether encounters get the same bits alone and at any place in a batch here."""
+        generator = torch.Generator().manual_seed(seed)
+        probe = torch.randn(67, self.in_features, generator=generator)
+        batch = self.predict(probe, n_samples=n_samples)
+        for rows in (slice(0, 1), slice(1, 2), slice(37, 40), slice(66, 67)):
+            part = self.predict(probe[rows], n_samples=n_samples)
+            for name in ("mean", "std", "std_standard_error", "mutual_information"):
+                if not torch.equal(getattr(part, name), getattr(batch, name)[rows]):
+                    return False
+        return True
+
+    def _run(self, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        """Return `[4, B]` float32 on the device: mean, std, std's SE, mutual information."""
+        x = x.to(device=self.device, dtype=torch.float32)
+        batch = x.shape[0]
+        out = torch.zeros(4, batch, device=self.device)
+        masks = self._masks(seed, n) if self._first is not None else None
+        rows = _rows_per_chunk(n)
+        for start in range(0, batch, rows):
+            chunk = x[start : start + rows]
+            size = chunk.shape[0]
+            # NOTE: padding keeps every product at >= 2 rows on the CPU (MKL's one-row gemv sums
+            # in another order) and at a fixed shape on CUDA (cuBLAS picks kernels by shape).
+            target = rows if self.device.type == "cuda" else max(2, size)
+            if size < target:
+                chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
+            out[:, start : start + size] = self._chunk(chunk, n, masks)[:, :size]
+        return out
+
+    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None) -> torch.Tensor:
+        """Return `[4, rows]` statistics for one chunk of encounters."""
+        h = x
+        first = len(self._layers) - 1 if self._first is None else self._first
+        for layer in self._layers[: first + 1]:
+            h = torch.addmm(layer.bias, h, layer.weight_t).relu_()
+        if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
+            logit = (h * self._out_w).sum(dim=1) + self._out_b
+            zero = torch.zeros_like(logit)
+            return torch.stack([torch.sigmoid(logit), zero, zero, zero])
+        if masks.fold_t is not None:
+            return _summarise(torch.addmm(self._out_b, h, masks.fold_t), n)
+        return _summarise(self._later_layers(h, n, masks, first), n)
+
+    def _later_layers(self, h: torch.Tensor, n: int, masks: _Masks, first: int) -> torch.Tensor:
+        """Return logits `[rows, N]` when dropout layers follow the first one."""
+        rows = h.shape[0]
+        widest = max(layer.weight_t.shape[1] for layer in self._layers)
+        # NOTE: the sample chunk depends on N only, so each chunk's product has a fixed shape.
+        step = max(1, _SAMPLE_ELEMENTS // (_rows_per_chunk(n) * widest))
+        logits = torch.empty(rows, n, device=h.device)
+        first_mask = masks.scaled[first]
+        assert first_mask is not None
+        for s0 in range(0, n, step):
+            s1 = min(n, s0 + step)
+            a = h.unsqueeze(1) * first_mask[s0:s1]  # [rows, S, width]
+            for j in range(first + 1, len(self._layers)):
+                layer = self._layers[j]
+                a = torch.addmm(layer.bias, a.view(-1, a.shape[-1]), layer.weight_t).relu_()
+                a = a.view(rows, s1 - s0, -1)
+                mask = masks.scaled[j]
+                if mask is not None and j < len(self._layers) - 1:
+                    a.mul_(mask[s0:s1])
+            logits[:, s0:s1] = a.mul_(masks.fold[s0:s1]).sum(dim=-1)
+        return logits.add_(self._out_b)
+
+    def _masks(self, seed: int, n: int) -> _Masks:
+        """Draw (or reuse) the keep-masks of N subnetworks for a seed."""
+        key = (seed, n)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        generator = torch.Generator().manual_seed(seed)
+        scaled: list[torch.Tensor | None] = []
+        for layer in self._layers:
+            if layer.p == 0:
+                scaled.append(None)
+                continue
+            keep = torch.rand(n, layer.weight_t.shape[1], generator=generator) < 1.0 - layer.p
+            scaled.append((keep.to(torch.float32) / (1.0 - layer.p)).to(self.device))
+        last = scaled[-1]
+        fold = self._out_w.expand(n, -1) if last is None else last * self._out_w
+        single = sum(mask is not None for mask in scaled) == 1 and last is not None
+        masks = _Masks(tuple(scaled), fold.contiguous(), fold.t().contiguous() if single else None)
+        with self._lock:
+            self._cache[key] = masks
+            while len(self._cache) > _MASK_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return masks
 
 
-def _summarise(logits: torch.Tensor, n_samples: int, seed: int) -> MCDropoutResult:
-    """Mean, std, the std's Monte Carlo SE and BALD from logits `[B, N]`, in float64."""
-    z = logits.to(torch.float64)
-    prob = torch.sigmoid(z)
+def _rows_per_chunk(n: int) -> int:
+    return max(2, min(1024, _ROWS_ELEMENTS // n))
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return seed
+
+
+def _summarise(logits: torch.Tensor, n: int) -> torch.Tensor:
+    """Return `[4, rows]`: mean, std, the std's Monte Carlo SE and BALD from logits `[rows, N]`."""
+    prob = torch.sigmoid(logits)
     mean = prob.mean(dim=1)
-    dev = prob - mean.unsqueeze(1)
-    var = dev.square().sum(dim=1) / (n_samples - 1)
-    m4 = dev.square().square().mean(dim=1)
-    # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
-    var_s2 = (m4 - var.square() * (n_samples - 3) / (n_samples - 1)).clamp_min(0.0) / n_samples
-    std = var.sqrt()
-    se = torch.where(std > 0, var_s2.sqrt() / (2 * std), torch.zeros_like(std))
+    dev2 = (prob - mean.unsqueeze(1)).square_()
+    var = dev2.sum(dim=1, dtype=torch.float64) / (n - 1)
+    m4 = dev2.square_().mean(dim=1, dtype=torch.float64)
     # NOTE: the entropy of Bernoulli(sigmoid(z)) is softplus(z) - sigmoid(z) * z, stable for any z.
-    mean_entropy = (torch.nn.functional.softplus(z) - prob * z).mean(dim=1)
-    entropy_of_mean = -(torch.xlogy(mean, mean) + torch.xlogy(1 - mean, 1 - mean))
-    mi = (entropy_of_mean - mean_entropy).clamp_min(0.0)
-    return MCDropoutResult(
-        mean=mean.float().cpu(),
-        std=std.float().cpu(),
-        std_standard_error=se.float().cpu(),
-        mutual_information=mi.float().cpu(),
-        n_samples=n_samples,
-        seed=seed,
+    mean_entropy = (
+        functional.softplus(logits).sub_(prob.mul_(logits)).mean(dim=1, dtype=torch.float64)
     )
+    # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
+    var_s2 = (m4 - var.square() * ((n - 3) / (n - 1))).clamp_min_(0.0) / n
+    std = var.sqrt()
+    se = torch.where(std > 0, var_s2.sqrt() / (2 * std).clamp_min(1e-300), 0.0)
+    m = mean.to(torch.float64)
+    entropy_of_mean = -(torch.xlogy(m, m) + torch.xlogy(1 - m, 1 - m))
+    mi = (entropy_of_mean - mean_entropy).clamp_min_(0.0)
+    return torch.stack([m, std, se, mi]).to(torch.float32)
