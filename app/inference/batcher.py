@@ -1,0 +1,170 @@
+"""A micro-batcher: coalesce concurrent requests into one call, after MLServer's adaptive batcher.
+
+Requests wait in a bounded queue; a worker task takes the oldest one, keeps adding whole
+requests until the batch holds `max_batch_size` items or `max_batch_delay_us` has passed since
+the first, then runs the synchronous `process` on a worker thread (one batch at a time) and
+hands each request its own slice of the results. A request larger than `max_batch_size` runs
+as its own batch. An exception in `process` reaches every request of that batch.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from app.core.errors import UnavailableError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFullError(UnavailableError):
+    """The batcher's queue cannot take the request now; retry shortly."""
+
+
+@dataclass
+class _Request(Generic[T, R]):
+    items: list[T]
+    future: asyncio.Future[list[R]] = field(repr=False)
+
+
+class MicroBatcher(Generic[T, R]):
+    """Coalesce concurrent `submit` calls into batches for a synchronous `process`."""
+
+    def __init__(
+        self,
+        process: Callable[[list[T]], list[R]],
+        *,
+        max_batch_size: int,
+        max_batch_delay_us: int,
+        max_queue_size: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0:
+            raise ValueError("batch size and queue size must be >= 1 and the delay >= 0")
+        self._process = process
+        self._max_batch_size = max_batch_size
+        self._max_delay_s = max_batch_delay_us / 1e6
+        self._max_queue_size = max_queue_size
+        self._on_batch = on_batch
+        self._queue: deque[_Request[T, R]] = deque()
+        self._queued_items = 0
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for the engine (not counting the batch being processed)."""
+        return self._queued_items
+
+    async def start(self) -> None:
+        """Start the worker task."""
+        if self._worker is None:
+            self._stopping = False
+            self._wakeup = asyncio.Event()
+            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Process what is queued, then stop the worker."""
+        if self._worker is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        await self._worker
+        self._worker = None
+
+    async def submit(self, items: list[T]) -> list[R]:
+        """Queue a request's items and wait for their results, in order."""
+        if self._worker is None or self._stopping:
+            raise UnavailableError("the inference batcher is not running")
+        if not items:
+            return []
+        if self._queued_items + len(items) > self._max_queue_size:
+            raise QueueFullError(
+                f"inference queue is full ({self._queued_items} items waiting)", retry_after_s=1
+            )
+        request: _Request[T, R] = _Request(list(items), asyncio.get_running_loop().create_future())
+        self._queue.append(request)
+        self._queued_items += len(items)
+        self._wakeup.set()
+        return await request.future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._collect()
+            await self._execute(batch)
+
+    async def _collect(self) -> list[_Request[T, R]]:
+        """Take whole requests up to the size limit, waiting at most the delay for more."""
+        batch = [self._pop()]
+        size = len(batch[0].items)
+        deadline = time.perf_counter() + self._max_delay_s
+        while size < self._max_batch_size:
+            if self._queue:
+                if size + len(self._queue[0].items) > self._max_batch_size:
+                    break
+                batch.append(self._pop())
+                size += len(batch[-1].items)
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or self._stopping:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        return batch
+
+    def _pop(self) -> _Request[T, R]:
+        request = self._queue.popleft()
+        self._queued_items -= len(request.items)
+        return request
+
+    async def _execute(self, batch: list[_Request[T, R]]) -> None:
+        """Run one batch off the event loop and resolve each live request's future."""
+        live = [request for request in batch if not request.future.done()]
+        if not live:
+            return
+        items = [item for request in live for item in request.items]
+        started = time.perf_counter()
+        try:
+            results = await asyncio.to_thread(self._process, items)
+            if len(results) != len(items):
+                raise RuntimeError(
+                    f"process returned {len(results)} results for {len(items)} items"
+                )
+        except Exception as exc:  # NOTE: every waiter of the batch gets the failure.
+            logger.exception("micro-batch of %d items failed", len(items))
+            for request in live:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        finally:
+            self._report(len(items), time.perf_counter() - started)
+        offset = 0
+        for request in live:
+            end = offset + len(request.items)
+            if not request.future.done():  # a cancelled waiter does not affect the others
+                request.future.set_result(results[offset:end])
+            offset = end
+
+    def _report(self, size: int, seconds: float) -> None:
+        if self._on_batch is None:
+            return
+        try:
+            self._on_batch(size, seconds)
+        except Exception:  # NOTE: a metrics failure must not stop the batcher.
+            logger.exception("on_batch callback failed")
