@@ -244,3 +244,26 @@ def keys(app: Any) -> dict[str, dict[str, str]]:
             _, key = create_key(session=session, name=f"{label}-test", role=role)
             headers[label] = {"Authorization": f"Bearer {key}"}
     return headers
+
+
+@pytest.fixture
+def flag_split(app: Any, encounters: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Real encounters the model flags and does not flag (scored directly, nothing stored)."""
+    from app.inference.predictor import ScoringRequest
+
+    predictor = app.state.predictor
+    sample = encounters[:400]
+    requests = [ScoringRequest(e, predictor.default_n_samples, None) for e in sample]
+    predictions = predictor.predict(requests)
+    flagged = [e for e, p in zip(sample, predictions, strict=True) if p.flagged]
+    calm = [e for e, p in zip(sample, predictions, strict=True) if not p.flagged]
+    assert len(flagged) >= 10 and len(calm) >= 10, "the test model should flag some, not all"
+    return flagged, calm
+
+
+def count_rows(app: Any, table: str) -> int:
+    """Rows in one table of the app's database."""
+    from sqlalchemy import text
+
+    with app.state.database.session() as session:
+        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())

@@ -1,0 +1,97 @@
+"""Typed dependency aliases: routes declare what they need, the lifespan provides it."""
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth.models import Role
+from app.auth.service import Principal, authenticate
+from app.core.config import Settings
+from app.core.errors import UnavailableError
+from app.db.session import Database
+from app.inference.predictor import Predictor
+from app.observability.metrics import Metrics
+from app.review.intake import Intake
+
+
+def _state(request: Request, name: str) -> object:
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise UnavailableError("the service is starting; retry shortly")
+    return value
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_database(request: Request) -> Database:
+    """The database opened by the lifespan."""
+    return _state(request, "database")  # type: ignore[return-value]
+
+
+def get_predictor(request: Request) -> Predictor:
+    """The loaded model's predictor."""
+    return _state(request, "predictor")  # type: ignore[return-value]
+
+
+def get_intake(request: Request) -> Intake:
+    """Scoring plus review-queue intake."""
+    return _state(request, "intake")  # type: ignore[return-value]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+EngineDep = Annotated[Predictor, Depends(get_predictor)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+
+
+def get_session(database: DatabaseDep) -> Iterator[Session]:
+    """A session for one request (sync routes run it in the thread pool)."""
+    with database.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def get_principal(request: Request, database: DatabaseDep) -> Principal:
+    """The caller, from its API key (401 without a valid one)."""
+    # NOTE: a short session of its own, so no connection is held while the model runs.
+    with database.session() as session:
+        return authenticate(session=session, key=bearer_token(request))
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits only `roles` (403 for any other valid key)."""
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        return principal.require(*roles)
+
+    return dependency
+
+
+EhrDep = Annotated[Principal, Depends(require(Role.EHR))]
+ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]

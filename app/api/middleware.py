@@ -1,0 +1,91 @@
+"""Per-request context: request id, body-size limit, access log, HTTP metrics, plain 500s."""
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.observability.logging import request_id_var
+from app.observability.metrics import Metrics
+
+log = logging.getLogger("triage.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Wrap every HTTP request: id, size limit, timing, one log line and metrics."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        start = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False, "received": 0}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_body_bytes:
+                    raise HTTPException(413, "request body too large")
+            return message
+
+        try:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                await self._plain(scope, receive, send_with_id, 413, "request body too large")
+            else:
+                await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if not state["started"]:
+                await self._plain(scope, receive, send_with_id, 500, "internal server error")
+        finally:
+            self._record(scope, state["status"], time.perf_counter() - start)
+            request_id_var.reset(token)
+
+    async def _plain(
+        self, scope: Scope, receive: Receive, send: Send, status: int, text: str
+    ) -> None:
+        await JSONResponse({"detail": text}, status_code=status)(scope, receive, send)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.http_requests.labels(method, template, str(status)).inc()
+        self.metrics.http_seconds.labels(method, template).observe(seconds)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        log.log(
+            level,
+            "request",
+            extra={
+                "method": method,
+                "route": template,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )

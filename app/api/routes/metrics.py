@@ -1,0 +1,25 @@
+"""`GET /metrics`: Prometheus text, optionally behind its own bearer token."""
+
+import hmac
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import MetricsDep, SettingsDep, bearer_token
+from app.core.errors import UnauthorizedError
+from app.observability.metrics import exposition
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, settings: SettingsDep, registry: MetricsDep) -> Response:
+    """Every metric, with review-queue sizes counted in the database now."""
+    expected = settings.auth.metrics_token
+    if expected is not None:
+        given = bearer_token(request) or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise UnauthorizedError("metrics need 'Authorization: Bearer <metrics token>'")
+    collector = request.app.state.queue_collector
+    body, content_type = await run_in_threadpool(exposition, registry.registry, collector)
+    return Response(body, media_type=content_type)

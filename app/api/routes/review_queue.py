@@ -1,0 +1,74 @@
+"""The review queue (role clinician): list, read, claim, resolve."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import ClinicianDep, SessionDep, SettingsDep
+from app.review import service
+from app.review.models import ReviewStatus
+from app.review.schemas import ResolveIn, ReviewItemDetail, ReviewItemOut, ReviewPage, SortKey
+
+router = APIRouter(prefix="/review-queue", tags=["review queue"])
+
+
+@router.get("", response_model=ReviewPage)
+def list_queue(
+    _principal: ClinicianDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: ReviewStatus | None = None,
+    min_std: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    since: datetime | None = None,
+    model_version: Annotated[str | None, Query(max_length=64)] = None,
+    sort: SortKey = "std",
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ReviewPage:
+    """Queue items, most uncertain first (`sort=std`) or oldest first (`sort=age`)."""
+    page = min(limit or settings.review_page_size, settings.review_max_page_size)
+    items, next_cursor = service.list_items(
+        session=session,
+        status=status,
+        min_std=min_std,
+        since=since,
+        model_version=model_version,
+        sort=sort,
+        limit=page,
+        cursor=cursor,
+    )
+    return ReviewPage(
+        items=[ReviewItemOut.model_validate(i) for i in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/{item_id}", response_model=ReviewItemDetail)
+def read_item(item_id: int, _principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+    """One item with its audit trail."""
+    return _detail(session, item_id)
+
+
+@router.post("/{item_id}/claim", response_model=ReviewItemDetail)
+def claim_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+    """Take a pending item for review; 409 if another clinician has it."""
+    service.claim(session=session, item_id=item_id, actor=principal.name)
+    return _detail(session, item_id)
+
+
+@router.post("/{item_id}/resolve", response_model=ReviewItemDetail)
+def resolve_item(
+    item_id: int, body: ResolveIn, principal: ClinicianDep, session: SessionDep
+) -> ReviewItemDetail:
+    """Record the outcome of an item you claimed."""
+    service.resolve(
+        session=session, item_id=item_id, actor=principal.name, outcome=body.outcome, note=body.note
+    )
+    return _detail(session, item_id)
+
+
+def _detail(session: SessionDep, item_id: int) -> ReviewItemDetail:
+    item = service.get_item(session=session, item_id=item_id)
+    events = service.item_events(session=session, item_id=item_id)
+    out = ReviewItemOut.model_validate(item).model_dump()
+    return ReviewItemDetail.model_validate({**out, "events": events})

@@ -1,0 +1,144 @@
+"""Request and response bodies of the prediction API.
+
+An encounter carries the published columns (all but the label) under their exact names and
+published value types: integers for the `*_id` codes and counts, strings for the rest; a missing
+value is null or absent, never "?". Anything else is a 422 that names the field.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.features.columns import AGE_BUCKETS, DEATH_OR_HOSPICE_DISPOSITIONS, MEDICATION_STATES
+from app.features.icd9 import is_valid_icd9
+
+
+def _icd9(code: str) -> str:
+    if not is_valid_icd9(code):
+        raise ValueError("not an ICD-9-CM code in the published format (e.g. 250.83, V45, E888)")
+    return code
+
+
+def _not_death_or_hospice(code: int | None) -> int | None:
+    if code is not None and code in DEATH_OR_HOSPICE_DISPOSITIONS:
+        raise ValueError(
+            f"discharge disposition {code} is death or hospice: readmission does not apply, "
+            "so this encounter is not scored"
+        )
+    return code
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w&/,.() +\-]+$")]
+Icd9 = Annotated[str, StringConstraints(max_length=8), AfterValidator(_icd9)]
+Age = Literal[AGE_BUCKETS]  # type: ignore[valid-type]
+Med = Literal[MEDICATION_STATES]  # type: ignore[valid-type]
+
+
+class Encounter(BaseModel):
+    """One inpatient encounter in the published column layout, plus the EHR's encounter id."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
+
+    encounter_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="The EHR's id for the encounter; also the idempotency key of the review queue."
+    )
+    patient_nbr: Annotated[int | None, Field(ge=0, le=2**63 - 1, strict=True)] = None
+    race: Literal["AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other"] | None = None
+    gender: Literal["Female", "Male", "Unknown/Invalid"] | None = None
+    age: Age | None = None
+    weight: (
+        Literal[
+            "[0-25)",
+            "[25-50)",
+            "[50-75)",
+            "[75-100)",
+            "[100-125)",
+            "[125-150)",
+            "[150-175)",
+            "[175-200)",
+            ">200",
+        ]
+        | None
+    ) = None
+    admission_type_id: Annotated[int | None, Field(ge=1, le=8, strict=True)] = None
+    discharge_disposition_id: Annotated[
+        int | None, Field(ge=1, le=30, strict=True), AfterValidator(_not_death_or_hospice)
+    ] = None
+    admission_source_id: Annotated[int | None, Field(ge=1, le=26, strict=True)] = None
+    time_in_hospital: Annotated[int | None, Field(ge=1, le=365, strict=True)] = None
+    payer_code: Text | None = None
+    medical_specialty: Text | None = None
+    num_lab_procedures: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
+    num_procedures: Annotated[int | None, Field(ge=0, le=100, strict=True)] = None
+    num_medications: Annotated[int | None, Field(ge=0, le=500, strict=True)] = None
+    number_outpatient: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
+    number_emergency: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
+    number_inpatient: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
+    diag_1: Icd9 | None = None
+    diag_2: Icd9 | None = None
+    diag_3: Icd9 | None = None
+    number_diagnoses: Annotated[int | None, Field(ge=0, le=100, strict=True)] = None
+    max_glu_serum: Literal["None", "Norm", ">200", ">300"] | None = None
+    A1Cresult: Literal["None", "Norm", ">7", ">8"] | None = None
+    metformin: Med | None = None
+    repaglinide: Med | None = None
+    nateglinide: Med | None = None
+    chlorpropamide: Med | None = None
+    glimepiride: Med | None = None
+    acetohexamide: Med | None = None
+    glipizide: Med | None = None
+    glyburide: Med | None = None
+    tolbutamide: Med | None = None
+    pioglitazone: Med | None = None
+    rosiglitazone: Med | None = None
+    acarbose: Med | None = None
+    miglitol: Med | None = None
+    troglitazone: Med | None = None
+    tolazamide: Med | None = None
+    examide: Med | None = None
+    citoglipton: Med | None = None
+    insulin: Med | None = None
+    glyburide_metformin: Med | None = Field(default=None, alias="glyburide-metformin")
+    glipizide_metformin: Med | None = Field(default=None, alias="glipizide-metformin")
+    glimepiride_pioglitazone: Med | None = Field(default=None, alias="glimepiride-pioglitazone")
+    metformin_rosiglitazone: Med | None = Field(default=None, alias="metformin-rosiglitazone")
+    metformin_pioglitazone: Med | None = Field(default=None, alias="metformin-pioglitazone")
+    change: Literal["No", "Ch"] | None = None
+    diabetesMed: Literal["No", "Yes"] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The fields under their published names, as the feature encoder reads them."""
+        return self.model_dump(by_alias=True)
+
+    def as_received(self) -> dict[str, Any]:
+        """The fields the caller sent (absent stays absent, null stays null), published names."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class PredictionOut(BaseModel):
+    """The answer for one encounter."""
+
+    encounter_id: str
+    probability: float = Field(description="Calibrated probability of readmission within 30 days.")
+    std: float = Field(description="MC-dropout std of the uncalibrated probability.")
+    flagged: bool = Field(description="True when the case needs clinician review.")
+    reasons: list[str] = Field(description="Why the case was flagged, e.g. high_uncertainty.")
+    threshold: float = Field(description="The std above which a case is flagged.")
+    n_samples: int
+    seed: int
+    model_version: str
+    review_item_id: int | None = Field(description="The review-queue item; null when not flagged.")
+
+
+class BatchIn(BaseModel):
+    """Several encounters scored together; one invalid encounter fails the whole batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encounters: list[Encounter] = Field(min_length=1)
+
+
+class BatchOut(BaseModel):
+    """Predictions in the order of the request's encounters."""
+
+    predictions: list[PredictionOut]

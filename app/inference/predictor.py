@@ -1,0 +1,139 @@
+"""The transport-free scoring core: records in, calibrated and flagged predictions out.
+
+The API, the batcher and evaluation all score through `Predictor.predict`, so encoding,
+calibration, the flag rule and the reasons are applied in exactly one place.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+import torch
+
+from app.features.encoder import columns_from_records
+from app.inference.calibration import calibrate
+from app.inference.repository import LoadedModel
+
+HIGH_UNCERTAINTY: Final = "high_uncertainty"
+
+
+class EngineResult(Protocol):
+    """What the MC-dropout engine returns for a batch (tensors of shape `[B]`)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    n_samples: int
+    seed: int
+
+
+class Engine(Protocol):
+    """The MC-dropout engine as the predictor uses it."""
+
+    def predict(self, x: torch.Tensor, *, n_samples: int, seed: int | None = None) -> Any:
+        """Score `x` with `n_samples` dropout masks drawn from `seed`."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    """One encounter to score, with its sampling parameters."""
+
+    record: Mapping[str, Any]
+    n_samples: int
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scored encounter: calibrated probability, uncertainty and the flag decision."""
+
+    probability: float
+    std: float
+    std_standard_error: float | None
+    mutual_information: float | None
+    flagged: bool
+    reasons: tuple[str, ...]
+    threshold: float
+    n_samples: int
+    seed: int
+    model_version: str
+
+
+def flag_reasons(*, std: float, threshold: float) -> tuple[str, ...]:
+    """Every reason a case needs review, empty when none (the one place flags are decided)."""
+    reasons: list[str] = []
+    if std > threshold:
+        reasons.append(HIGH_UNCERTAINTY)
+    return tuple(reasons)
+
+
+class Predictor:
+    """Score encounters with one loaded model and one engine."""
+
+    def __init__(
+        self, loaded: LoadedModel, engine: Engine, *, default_n_samples: int | None = None
+    ) -> None:
+        card = loaded.card
+        self.loaded = loaded
+        self.engine = engine
+        self.model_version = loaded.version
+        self.threshold = float(card["uncertainty"]["threshold"])
+        mc = card.get("mc", {})
+        self.default_n_samples = int(default_n_samples or mc.get("n_samples", 256))
+        self.default_seed = int(mc.get("seed", 0))
+        self.calibration = card.get("calibration")
+        if not math.isfinite(self.threshold) or self.threshold < 0:
+            raise ValueError(f"model card threshold {self.threshold!r} is not a finite std")
+
+    def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
+        """Score `requests` in order; each (n_samples, seed) group is one engine call."""
+        groups: dict[tuple[int, int | None], list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault((request.n_samples, request.seed), []).append(index)
+        out: list[Prediction | None] = [None] * len(requests)
+        for (n_samples, seed), indices in groups.items():
+            records = [requests[i].record for i in indices]
+            for i, prediction in zip(indices, self._score(records, n_samples, seed), strict=True):
+                out[i] = prediction
+        return [p for p in out if p is not None]
+
+    def _score(
+        self, records: Sequence[Mapping[str, Any]], n_samples: int, seed: int | None
+    ) -> list[Prediction]:
+        x = torch.from_numpy(self.loaded.spec.encode(columns_from_records(records)))
+        result = self.engine.predict(x, n_samples=n_samples, seed=seed)
+        mean = result.mean.detach().cpu().double().numpy()
+        std = result.std.detach().cpu().double().numpy()
+        probability = calibrate(mean, self.calibration)
+        se = _optional(result, "std_standard_error", len(records))
+        mi = _optional(result, "mutual_information", len(records))
+        used_seed = int(result.seed) if result.seed is not None else self.default_seed
+        predictions = []
+        for k in range(len(records)):
+            reasons = flag_reasons(std=float(std[k]), threshold=self.threshold)
+            predictions.append(
+                Prediction(
+                    probability=float(probability[k]),
+                    std=float(std[k]),
+                    std_standard_error=None if se is None else float(se[k]),
+                    mutual_information=None if mi is None else float(mi[k]),
+                    flagged=bool(reasons),
+                    reasons=reasons,
+                    threshold=self.threshold,
+                    n_samples=int(result.n_samples),
+                    seed=used_seed,
+                    model_version=self.model_version,
+                )
+            )
+        return predictions
+
+
+def _optional(result: Any, name: str, n: int) -> np.ndarray | None:
+    value = getattr(result, name, None)
+    if value is None:
+        return None
+    array = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) else value
+    array = np.broadcast_to(np.asarray(array, dtype=np.float64), (n,))
+    return array

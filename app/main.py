@@ -1,0 +1,125 @@
+"""The application factory `create_app(settings)`; its lifespan loads the model and the DB."""
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import torch
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestContextMiddleware
+from app.api.routes import health, metrics, predict, review_queue
+from app.core.config import Settings
+from app.db.session import Database
+from app.inference import MCDropoutEngine
+from app.inference.batcher import MicroBatcher
+from app.inference.predictor import Prediction, Predictor, ScoringRequest
+from app.inference.repository import load_model
+from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
+from app.review.intake import Intake
+
+log = logging.getLogger("triage")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model (checksum verified), open the database, run the batcher; undo on exit."""
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    if settings.inference.threads is not None:
+        torch.set_num_threads(settings.inference.threads)
+    loaded = load_model(settings.resolved_model_dir())
+    mc = loaded.card.get("mc", {})
+    engine = MCDropoutEngine(
+        loaded.model, device=settings.inference.device, default_seed=int(mc.get("seed", 0))
+    )
+    predictor = Predictor(loaded, engine, default_n_samples=settings.inference.n_samples)
+    database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
+    if not await anyio.to_thread.run_sync(database.ping):
+        log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
+    batcher = _batcher(settings, predictor, metrics)
+    await batcher.start()
+    metrics.set_model(
+        version=predictor.model_version,
+        n_samples=predictor.default_n_samples,
+        threshold=predictor.threshold,
+    )
+    app.state.predictor = predictor
+    app.state.database = database
+    app.state.batcher = batcher
+    app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
+    app.state.intake = Intake(
+        predictor=predictor,
+        batcher=batcher,
+        database=database,
+        min_n_samples=settings.inference.min_n_samples,
+        max_n_samples=settings.inference.max_n_samples,
+        observe=metrics.observe_predictions,
+    )
+    log.info(
+        "model loaded",
+        extra={"model_version": predictor.model_version, "device": str(engine.device)},
+    )
+    try:
+        yield
+    finally:
+        await batcher.stop()
+        database.dispose()
+        for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
+            setattr(app.state, name, None)
+
+
+def _batcher(
+    settings: Settings, predictor: Predictor, metrics: Metrics
+) -> "MicroBatcher[Any, Any]":
+    inference = settings.inference
+    version = predictor.model_version
+    holder: list[MicroBatcher[Any, Any]] = []
+
+    def process(requests: Sequence[ScoringRequest]) -> list[Prediction]:
+        start = time.perf_counter()
+        predictions = predictor.predict(list(requests))
+        metrics.observe_batch(
+            model_version=version, size=len(requests), seconds=time.perf_counter() - start
+        )
+        if holder:
+            metrics.queue_depth.labels(version).set(holder[0].queue_depth)
+        return predictions
+
+    batcher: MicroBatcher[Any, Any] = MicroBatcher(
+        process,
+        max_batch_size=inference.max_batch_size,
+        max_batch_delay_us=inference.max_batch_delay_us,
+        max_queue_size=inference.max_queue_size,
+    )
+    holder.append(batcher)
+    return batcher
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; nothing is loaded until the lifespan starts."""
+    settings = settings or Settings()
+    registry = None if multiprocess_dir() else CollectorRegistry()
+    metrics_ = Metrics(registry)
+    app = FastAPI(
+        title="triage",
+        summary="30-day readmission risk with MC-dropout uncertainty and a clinician review queue",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics_
+    for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
+        setattr(app.state, name, None)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics_, max_body_bytes=settings.max_body_bytes
+    )
+    for router in (predict.router, review_queue.router, health.router, metrics.router):
+        app.include_router(router)
+    return app

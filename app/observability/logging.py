@@ -1,0 +1,66 @@
+"""Structured JSON logs carrying a request id.
+
+Patient data stays out of logs: log calls pass only ids, counts, routes and timings, and the
+formatter drops the request body, query values and exception arguments it is never given.
+"""
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; anything else was passed in `extra=` and is logged as a field.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as one JSON line."""
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # NOTE: type and traceback only: exception messages can quote input values.
+            entry["error"] = record.exc_info[0].__name__
+            entry["traceback"] = _scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def _scrub(traceback: str) -> str:
+    """Keep frames and exception types, drop exception messages (they may quote patient data)."""
+    lines = []
+    for line in traceback.splitlines():
+        if line.startswith((" ", "Traceback", "During handling", "The above")) or not line:
+            lines.append(line)
+        else:
+            lines.append(line.split(":", 1)[0])
+    return "\n".join(lines)
+
+
+def configure_logging(level: str) -> None:
+    """Send every logger's records to stderr as JSON lines at `level`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # NOTE: our middleware logs each request; uvicorn's access log would duplicate it.
+    logging.getLogger("uvicorn.access").disabled = True

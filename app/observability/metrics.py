@@ -1,0 +1,184 @@
+"""Prometheus metrics: prediction and uncertainty distributions, batching, queue and HTTP.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (`triage serve --workers N`), metric values live in files
+shared by the workers and a scrape aggregates them. Review-queue sizes are read from the
+database at scrape time, so every replica reports the same, correct numbers.
+"""
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.db.session import UNAVAILABLE_ERRORS, Database
+from app.inference.predictor import Prediction
+from app.review.models import ReviewItem, ReviewStatus
+
+# NOTE: MC-dropout stds of a well-trained model sit mostly in 0.005-0.1, so the buckets are
+# dense there; default Prometheus buckets (0.005 ... 10) would put nearly everything in two.
+STD_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075,
+    0.1, 0.125, 0.15, 0.2, 0.3, 0.5,
+)  # fmt: skip
+PROBABILITY_BUCKETS: Final = tuple(round(0.05 * k, 2) for k in range(1, 21))
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+INFERENCE_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics folder when running several workers, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """Every metric the service records, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
+        r = registry
+        self.prediction_std = Histogram(
+            "triage_prediction_std",
+            "MC-dropout std of each prediction (uncalibrated probability scale).",
+            ["model_version"],
+            buckets=STD_BUCKETS,
+            registry=r,
+        )
+        self.prediction_probability = Histogram(
+            "triage_prediction_probability",
+            "Calibrated readmission probability of each prediction.",
+            ["model_version"],
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "triage_predictions",
+            "Encounters scored, by whether they were flagged for review.",
+            ["model_version", "flagged"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "triage_inference_batch_size",
+            "Encounters per engine call (after micro-batching).",
+            ["model_version"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "triage_inference_seconds",
+            "Wall time of one batched engine call.",
+            ["model_version"],
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "triage_batcher_queue_depth",
+            "Encounters waiting for the engine.",
+            ["model_version"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.model_info = Gauge(
+            "triage_model_info",
+            "The served model (value 1): version, default MC samples and flag threshold.",
+            ["version", "n_samples", "threshold"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.http_requests = Counter(
+            "triage_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "triage_http_request_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+
+    def observe_predictions(self, predictions: Sequence[Prediction]) -> None:
+        """Record the distribution and flag counts of answered predictions."""
+        for p in predictions:
+            self.prediction_std.labels(p.model_version).observe(p.std)
+            self.prediction_probability.labels(p.model_version).observe(p.probability)
+            self.predictions.labels(p.model_version, str(p.flagged).lower()).inc()
+
+    def observe_batch(self, *, model_version: str, size: int, seconds: float) -> None:
+        """Record one engine call."""
+        self.batch_size.labels(model_version).observe(size)
+        self.inference_seconds.labels(model_version).observe(seconds)
+
+    def set_model(self, *, version: str, n_samples: int, threshold: float) -> None:
+        """Publish the served model's identity."""
+        self.model_info.labels(version, str(n_samples), repr(threshold)).set(1)
+
+
+class ReviewQueueCollector(Collector):
+    """`triage_review_items{status,model_version}` counted in the database at scrape time."""
+
+    def __init__(self, database: Database, model_version: str) -> None:
+        self.database = database
+        self.model_version = model_version
+
+    def collect(self) -> Iterable[Metric]:
+        """Count items per (model version, status); report the database as down on failure."""
+        items = GaugeMetricFamily(
+            "triage_review_items",
+            "Review-queue items by status.",
+            labels=["model_version", "status"],
+        )
+        up = GaugeMetricFamily("triage_database_up", "1 when the database answered the scrape.")
+        counts = {(self.model_version, s.value): 0 for s in ReviewStatus}
+        try:
+            with self.database.sessionmaker() as session:
+                query = select(ReviewItem.model_version, ReviewItem.status, func.count()).group_by(
+                    ReviewItem.model_version, ReviewItem.status
+                )
+                for version, status, count in session.execute(query):
+                    counts[(version, status)] = int(count)
+        except UNAVAILABLE_ERRORS:
+            up.add_metric([], 0)
+            yield up
+            return
+        for (version, status), count in sorted(counts.items()):
+            items.add_metric([version, status], count)
+        up.add_metric([], 1)
+        yield items
+        yield up
+
+
+def exposition(registry: CollectorRegistry | None, collector: Collector) -> tuple[bytes, str]:
+    """Render the metrics page: this process's registry, or all workers' in multiprocess mode."""
+    if registry is None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    scrape = CollectorRegistry()
+    scrape.register(_Merged(registry, collector))
+    return generate_latest(scrape), CONTENT_TYPE_LATEST
+
+
+class _Merged(Collector):
+    def __init__(self, registry: CollectorRegistry, extra: Collector) -> None:
+        self.registry = registry
+        self.extra = extra
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.registry.collect()
+        yield from self.extra.collect()

@@ -1,0 +1,69 @@
+"""Bodies of the review-queue API."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.review.models import Outcome, ReviewStatus
+
+SortKey = Literal["std", "age"]
+
+
+class ReviewEventOut(BaseModel):
+    """One audited status change."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: ReviewStatus | None
+    to_status: ReviewStatus
+    actor: str
+    at: datetime
+    detail: dict[str, Any] | None
+
+
+class ReviewItemOut(BaseModel):
+    """A queued case: the encounter as received, the prediction and the review state."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    encounter_id: str
+    encounter: dict[str, Any]
+    probability: float
+    std: float
+    reasons: list[str]
+    threshold: float
+    model_version: str
+    n_samples: int
+    seed: int
+    status: ReviewStatus
+    assignee: str | None
+    outcome: Outcome | None
+    note: str | None
+    created_at: datetime
+    updated_at: datetime
+    claimed_at: datetime | None
+    resolved_at: datetime | None
+
+
+class ReviewItemDetail(ReviewItemOut):
+    """A queued case with its audit trail."""
+
+    events: list[ReviewEventOut]
+
+
+class ReviewPage(BaseModel):
+    """One page of the queue; pass `next_cursor` back as `cursor` for the next (null at the end)."""
+
+    items: list[ReviewItemOut]
+    next_cursor: str | None
+
+
+class ResolveIn(BaseModel):
+    """A clinician's conclusion on a claimed case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    note: str | None = Field(default=None, max_length=4000)

@@ -1,0 +1,235 @@
+"""The review queue: idempotent intake of flagged cases, listing, claim and resolve.
+
+Every status change is a conditional UPDATE (`... WHERE status = <expected>`), so two clinicians
+racing for a case cannot both win, on SQLite or PostgreSQL; each change appends an audit event
+in the same transaction.
+"""
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.core.errors import BadRequestError, ConflictError, NotFoundError
+from app.db.base import utcnow
+from app.inference.predictor import Prediction
+from app.review.models import Outcome, ReviewEvent, ReviewItem, ReviewStatus
+from app.review.schemas import SortKey
+
+
+@dataclass(frozen=True)
+class FlaggedCase:
+    """A flagged prediction to queue, with the encounter exactly as the EHR sent it."""
+
+    encounter_id: str
+    encounter: Mapping[str, Any]
+    prediction: Prediction
+
+
+def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase], actor: str) -> list[int]:
+    """Insert each case or find the one already queued for its (encounter, version); commit.
+
+    Returns the item ids in order. Race-safe: `INSERT ... ON CONFLICT DO NOTHING` on the unique
+    (encounter_id, model_version) constraint, then a read of the winner's row.
+    """
+    ids: list[int] = []
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for case in cases:
+        p = case.prediction
+        now = utcnow()
+        statement = (
+            insert(ReviewItem)
+            .values(
+                encounter_id=case.encounter_id,
+                model_version=p.model_version,
+                encounter=dict(case.encounter),
+                probability=p.probability,
+                std=p.std,
+                reasons=list(p.reasons),
+                threshold=p.threshold,
+                n_samples=p.n_samples,
+                seed=p.seed,
+                status=ReviewStatus.PENDING.value,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
+            .returning(ReviewItem.id)
+        )
+        new_id = session.execute(statement).scalar_one_or_none()
+        if new_id is not None:
+            session.add(
+                ReviewEvent(
+                    item_id=new_id, from_status=None, to_status="pending", actor=actor, at=now
+                )
+            )
+            ids.append(new_id)
+            continue
+        existing = session.scalars(
+            select(ReviewItem.id).where(
+                ReviewItem.encounter_id == case.encounter_id,
+                ReviewItem.model_version == p.model_version,
+            )
+        ).one()
+        ids.append(existing)
+    session.commit()
+    return ids
+
+
+def get_item(*, session: Session, item_id: int) -> ReviewItem:
+    """The item with `item_id`, or 404."""
+    item = session.get(ReviewItem, item_id)
+    if item is None:
+        raise NotFoundError(f"review item {item_id} does not exist")
+    return item
+
+
+def item_events(*, session: Session, item_id: int) -> list[ReviewEvent]:
+    """The audit trail of one item, oldest first."""
+    query = select(ReviewEvent).where(ReviewEvent.item_id == item_id).order_by(ReviewEvent.id)
+    return list(session.scalars(query))
+
+
+def claim(*, session: Session, item_id: int, actor: str) -> ReviewItem:
+    """Move a pending item to in_review for `actor`; 409 if someone got there first."""
+    now = utcnow()
+    result = session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id == item_id, ReviewItem.status == ReviewStatus.PENDING.value)
+        .values(status=ReviewStatus.IN_REVIEW.value, assignee=actor, claimed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        item = get_item(session=session, item_id=item_id)
+        if item.status == ReviewStatus.IN_REVIEW.value and item.assignee == actor:
+            return item  # a retried claim by the same clinician
+        raise ConflictError(_conflict_message(item, "claim"))
+    session.add(
+        ReviewEvent(
+            item_id=item_id, from_status="pending", to_status="in_review", actor=actor, at=now
+        )
+    )
+    session.commit()
+    return get_item(session=session, item_id=item_id)
+
+
+def resolve(
+    *, session: Session, item_id: int, actor: str, outcome: Outcome, note: str | None
+) -> ReviewItem:
+    """Resolve an item the actor has claimed; 409 when it is not theirs or not in review."""
+    now = utcnow()
+    result = session.execute(
+        update(ReviewItem)
+        .where(
+            ReviewItem.id == item_id,
+            ReviewItem.status == ReviewStatus.IN_REVIEW.value,
+            ReviewItem.assignee == actor,
+        )
+        .values(
+            status=ReviewStatus.RESOLVED.value,
+            outcome=outcome.value,
+            note=note,
+            resolved_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise ConflictError(
+            _conflict_message(get_item(session=session, item_id=item_id), "resolve")
+        )
+    session.add(
+        ReviewEvent(
+            item_id=item_id,
+            from_status="in_review",
+            to_status="resolved",
+            actor=actor,
+            at=now,
+            detail={"outcome": outcome.value},
+        )
+    )
+    session.commit()
+    item = get_item(session=session, item_id=item_id)
+    session.refresh(item)
+    return item
+
+
+def _conflict_message(item: ReviewItem, action: str) -> str:
+    if item.status == ReviewStatus.RESOLVED.value:
+        return f"review item {item.id} is already resolved"
+    if item.status == ReviewStatus.IN_REVIEW.value:
+        return f"review item {item.id} is already claimed by {item.assignee}"
+    return f"review item {item.id} is pending: claim it before you {action} it"
+
+
+def list_items(
+    *,
+    session: Session,
+    status: ReviewStatus | None = None,
+    min_std: float | None = None,
+    since: datetime | None = None,
+    model_version: str | None = None,
+    sort: SortKey = "std",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[ReviewItem], str | None]:
+    """One page of items (keyset pagination): std descending, or age (oldest first)."""
+    query: Select[tuple[ReviewItem]] = select(ReviewItem)
+    if status is not None:
+        query = query.where(ReviewItem.status == status.value)
+    if min_std is not None:
+        query = query.where(ReviewItem.std >= min_std)
+    if since is not None:
+        query = query.where(ReviewItem.created_at >= _aware(since))
+    if model_version is not None:
+        query = query.where(ReviewItem.model_version == model_version)
+    if sort == "std":
+        query = query.order_by(ReviewItem.std.desc(), ReviewItem.id.desc())
+        if cursor is not None:
+            std, last_id = _decode_cursor(cursor, sort)
+            query = query.where(tuple_(ReviewItem.std, ReviewItem.id) < tuple_(float(std), last_id))
+    else:
+        query = query.order_by(ReviewItem.created_at, ReviewItem.id)
+        if cursor is not None:
+            at, last_id = _decode_cursor(cursor, sort)
+            when = datetime.fromisoformat(str(at))
+            query = query.where(
+                tuple_(ReviewItem.created_at, ReviewItem.id) > tuple_(when, last_id)
+            )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    key: float | str = last.std if sort == "std" else last.created_at.isoformat()
+    return rows[:limit], _encode_cursor(sort, key, last.id)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _encode_cursor(sort: str, key: float | str, last_id: int) -> str:
+    raw = json.dumps([sort, key, last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[float | str, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        cursor_sort, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise BadRequestError("cursor: not a cursor this API issued") from exc
+    if cursor_sort != sort or not isinstance(last_id, int) or isinstance(key, bool):
+        raise BadRequestError("cursor: issued for another sort order; start again without it")
+    if not isinstance(key, float | int | str):
+        raise BadRequestError("cursor: not a cursor this API issued")
+    return key, last_id

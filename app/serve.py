@@ -1,0 +1,59 @@
+"""`triage serve`: run the app under uvicorn, one process or several workers."""
+
+import argparse
+import os
+import shutil
+import tempfile
+
+import uvicorn
+
+from app.core.config import Settings
+from app.observability.logging import configure_logging
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def app_factory() -> object:
+    """Build the app from the environment (uvicorn calls this in each worker)."""
+    from app.main import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve on `args.host:args.port` with `args.workers` processes."""
+    settings = Settings()  # NOTE: validate the configuration before any worker starts.
+    configure_logging(settings.log_level)
+    workers = max(1, int(args.workers))
+    owned_dir: str | None = None
+    if workers > 1:
+        # NOTE: several workers share metric values through files; the folder must start empty.
+        if not os.environ.get(MULTIPROC_ENV):
+            owned_dir = tempfile.mkdtemp(prefix="triage-metrics-")
+            os.environ[MULTIPROC_ENV] = owned_dir
+        else:
+            _empty(os.environ[MULTIPROC_ENV])
+    try:
+        uvicorn.run(
+            "app.serve:app_factory",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+        )
+    finally:
+        if owned_dir is not None:
+            shutil.rmtree(owned_dir, ignore_errors=True)
+    return 0
+
+
+def _empty(directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))

@@ -1,0 +1,112 @@
+"""`POST /predict` and `/predict/batch` on real encounters, on SQLite and PostgreSQL."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import count_rows
+
+pytestmark = pytest.mark.data
+
+
+async def test_predict_answers_with_the_model_card_defaults(client, keys, flag_split) -> None:
+    _, calm = flag_split
+    response = await client.post("/predict", json=calm[0], headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {
+        "encounter_id", "probability", "std", "flagged", "reasons", "threshold", "n_samples",
+        "seed", "model_version", "review_item_id",
+    }  # fmt: skip
+    assert body["encounter_id"] == calm[0]["encounter_id"]
+    assert 0.0 < body["probability"] < 1.0 and body["std"] >= 0.0
+    assert body["flagged"] is False and body["reasons"] == [] and body["review_item_id"] is None
+    assert (body["n_samples"], body["seed"], body["model_version"]) == (64, 7, "test-0.1")
+    again = await client.post("/predict", json=calm[0], headers=keys["ehr"])
+    assert again.json() == body  # deterministic: the same answer on a retry
+
+
+async def test_request_may_choose_samples_and_seed(client, keys, encounters) -> None:
+    params = {"n_samples": 200, "seed": 99}
+    response = await client.post("/predict", json=encounters[0], params=params, headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    assert (response.json()["n_samples"], response.json()["seed"]) == (200, 99)
+
+
+async def test_flagged_case_is_queued_with_the_encounter_as_received(
+    app, client, keys, flag_split
+) -> None:
+    encounter = dict(flag_split[0][0])
+    encounter["weight"] = None  # sent as null: stored as null
+    encounter.pop("payer_code", None)  # absent: stays absent
+    response = await client.post("/predict", json=encounter, headers=keys["ehr"])
+    body = response.json()
+    assert response.status_code == 200 and body["flagged"] is True
+    assert body["reasons"] == ["high_uncertainty"] and body["std"] > body["threshold"]
+    item = await client.get(f"/review-queue/{body['review_item_id']}", headers=keys["clinician"])
+    item = item.json()
+    assert item["encounter"] == encounter
+    assert item["status"] == "pending" and item["assignee"] is None
+    for field in ("probability", "std", "threshold", "n_samples", "seed", "model_version"):
+        assert item[field] == body[field]
+    assert item["reasons"] == ["high_uncertainty"]
+    assert [(e["from_status"], e["to_status"], e["actor"]) for e in item["events"]] == [
+        (None, "pending", "ehr-test")
+    ]
+    assert count_rows(app, "review_items") == 1
+
+
+async def test_retry_returns_the_same_item(app, client, keys, flag_split) -> None:
+    encounter = flag_split[0][0]
+    first = await client.post("/predict", json=encounter, headers=keys["ehr"])
+    second = await client.post("/predict", json=encounter, headers=keys["ehr"])
+    assert first.json()["review_item_id"] == second.json()["review_item_id"] is not None
+    assert count_rows(app, "review_items") == 1
+    assert count_rows(app, "review_events") == 1
+
+
+async def test_concurrent_duplicates_make_one_item(app, client, keys, flag_split) -> None:
+    encounter = flag_split[0][1]
+    responses = await asyncio.gather(
+        *(client.post("/predict", json=encounter, headers=keys["ehr"]) for _ in range(12))
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["review_item_id"] for r in responses}) == 1
+    assert count_rows(app, "review_items") == 1
+
+
+async def test_batch_answers_in_order_and_matches_single_predictions(
+    app, client, keys, encounters
+) -> None:
+    batch = encounters[:60]
+    response = await client.post("/predict/batch", json={"encounters": batch}, headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["encounter_id"] for p in predictions] == [e["encounter_id"] for e in batch]
+    single = (await client.post("/predict", json=batch[5], headers=keys["ehr"])).json()
+    assert predictions[5] == single  # independent of the batch it was scored in
+    flagged = [p for p in predictions if p["flagged"]]
+    assert all(p["review_item_id"] is not None for p in flagged)
+    assert count_rows(app, "review_items") == len(flagged)
+
+
+async def test_one_invalid_encounter_rejects_the_batch_and_stores_nothing(
+    app, client, keys, flag_split
+) -> None:
+    flagged, _ = flag_split
+    batch: list[dict[str, Any]] = [dict(e) for e in flagged[:10]]
+    batch[7]["age"] = "[100-110)"
+    response = await client.post("/predict/batch", json={"encounters": batch}, headers=keys["ehr"])
+    assert response.status_code == 422
+    body = response.json()
+    assert body["index"] == 7 and body["errors"][0]["field"] == "encounters[7].age"
+    assert count_rows(app, "review_items") == 0
+
+
+async def test_batch_over_the_limit_is_refused(app, client, keys, encounters) -> None:
+    app.state.settings.max_batch_encounters = 5
+    batch = {"encounters": encounters[:6]}
+    response = await client.post("/predict/batch", json=batch, headers=keys["ehr"])
+    assert response.status_code == 422 and "at most 5" in response.json()["detail"]
+    assert count_rows(app, "review_items") == 0
