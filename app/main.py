@@ -1,10 +1,8 @@
 """The application factory `create_app(settings)`; its lifespan loads the model and the DB."""
 
 import logging
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import torch
@@ -76,26 +74,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _batcher(
     settings: Settings, predictor: Predictor, metrics: Metrics
-) -> "MicroBatcher[Any, Any]":
-    inference = settings.inference
+) -> MicroBatcher[ScoringRequest, Prediction]:
     version = predictor.model_version
-    holder: list[MicroBatcher[Any, Any]] = []
+    holder: list[MicroBatcher[ScoringRequest, Prediction]] = []
 
-    def process(requests: Sequence[ScoringRequest]) -> list[Prediction]:
-        start = time.perf_counter()
-        predictions = predictor.predict(list(requests))
-        metrics.observe_batch(
-            model_version=version, size=len(requests), seconds=time.perf_counter() - start
-        )
-        if holder:
-            metrics.queue_depth.labels(version).set(holder[0].queue_depth)
-        return predictions
+    def on_batch(size: int, seconds: float) -> None:
+        metrics.observe_batch(model_version=version, size=size, seconds=seconds)
+        metrics.queue_depth.labels(version).set(holder[0].queue_depth)
 
-    batcher: MicroBatcher[Any, Any] = MicroBatcher(
-        process,
+    inference = settings.inference
+    batcher: MicroBatcher[ScoringRequest, Prediction] = MicroBatcher(
+        predictor.predict,
         max_batch_size=inference.max_batch_size,
         max_batch_delay_us=inference.max_batch_delay_us,
         max_queue_size=inference.max_queue_size,
+        on_batch=on_batch,
     )
     holder.append(batcher)
     return batcher

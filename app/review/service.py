@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -183,7 +183,7 @@ def list_items(
     cursor: str | None = None,
 ) -> tuple[list[ReviewItem], str | None]:
     """One page of items (keyset pagination): std descending, or age (oldest first)."""
-    query: Select[tuple[ReviewItem]] = select(ReviewItem)
+    query = select(ReviewItem)
     if status is not None:
         query = query.where(ReviewItem.status == status.value)
     if min_std is not None:

@@ -21,5 +21,8 @@ async def metrics(request: Request, settings: SettingsDep, registry: MetricsDep)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise UnauthorizedError("metrics need 'Authorization: Bearer <metrics token>'")
     collector = request.app.state.queue_collector
+    batcher, predictor = request.app.state.batcher, request.app.state.predictor
+    if batcher is not None and predictor is not None:
+        registry.queue_depth.labels(predictor.model_version).set(batcher.queue_depth)
     body, content_type = await run_in_threadpool(exposition, registry.registry, collector)
     return Response(body, media_type=content_type)
