@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 import anyio
 import torch
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import health, metrics, predict, review_queue
+from app.api.routes import health, metrics, predict, review_page, review_queue
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference import MCDropoutEngine
@@ -20,6 +21,7 @@ from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.inference.repository import load_model
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.review.intake import Intake
+from app.web.render import STATIC_DIR
 
 log = logging.getLogger("triage")
 
@@ -115,4 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (predict.router, review_queue.router, health.router, metrics.router):
         app.include_router(router)
+    app.include_router(review_page.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,1 @@
+"""The clinician review page: session cookies, CSRF, presentation, templates and static files."""

@@ -1,0 +1,263 @@
+"""Turn review items into what a clinician reads: plain words, percentages and chart geometry."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from app.features.columns import MEDICATION_COLUMNS
+from app.features.icd9 import icd9_chapter
+from app.review.models import ReviewEvent, ReviewItem
+
+NOT_RECORDED: Final = "Not recorded"
+
+CHAPTER_NAMES: Final = {
+    "diabetes": "Diabetes mellitus",
+    "infectious": "Infectious and parasitic diseases",
+    "neoplasms": "Neoplasms",
+    "endocrine_metabolic": "Endocrine, nutritional and metabolic (not diabetes)",
+    "blood": "Blood and blood-forming organs",
+    "mental": "Mental disorders",
+    "nervous_sense": "Nervous system and sense organs",
+    "circulatory": "Circulatory system",
+    "respiratory": "Respiratory system",
+    "digestive": "Digestive system",
+    "genitourinary": "Genitourinary system",
+    "pregnancy": "Pregnancy and childbirth",
+    "skin": "Skin and subcutaneous tissue",
+    "musculoskeletal": "Musculoskeletal and connective tissue",
+    "congenital": "Congenital anomalies",
+    "perinatal": "Perinatal conditions",
+    "symptoms_ill_defined": "Symptoms and ill-defined conditions",
+    "injury_poisoning": "Injury and poisoning",
+    "supplementary_v": "Supplementary factors (V codes)",
+    "external_e": "External causes of injury (E codes)",
+}
+
+A1C_WORDS: Final = {
+    ">8": "Above 8%",
+    ">7": "7–8%",
+    "Norm": "Normal (below 7%)",
+    "None": "Not measured",
+}
+
+STATUS_WORDS: Final = {"pending": "Pending", "in_review": "In review", "resolved": "Resolved"}
+OUTCOME_WORDS: Final = {
+    "agree": "Agree with the model",
+    "override": "Override the model",
+    "needs_follow_up": "Needs follow-up",
+}
+REASON_WORDS: Final = {"high_uncertainty": "High uncertainty"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One labelled clinical fact."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Geometry of the two charts, in percent of their width (0-100)."""
+
+    low: float
+    high: float
+    point: float
+    std_bar: float
+    threshold_mark: float
+    ratio_label: str
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One line of a case's audit trail."""
+
+    at: str
+    actor: str
+    change: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A review item ready for the templates (every string is escaped by the templates)."""
+
+    id: int
+    encounter_id: str
+    status: str
+    status_label: str
+    assignee: str | None
+    outcome_label: str | None
+    note: str | None
+    model_version: str
+    probability: str
+    interval: str
+    std: str
+    threshold: str
+    n_samples: int
+    reasons: list[str]
+    chart: Uncertainty
+    age_band: str
+    summary: list[Field]
+    details: list[Field]
+    medications_up: list[str]
+    medications_down: list[str]
+    created_at: str
+    created_iso: str
+
+
+def percent(value: float) -> str:
+    """0.2345 -> '23.5%' (one decimal: enough to tell cases apart, not false precision)."""
+    return f"{value * 100:.1f}%"
+
+
+def age_band(value: Any) -> str:
+    """'[70-80)' -> '70–79 years'."""
+    if not isinstance(value, str) or not value.startswith("[") or "-" not in value:
+        return NOT_RECORDED
+    low, high = value.strip("[)").split("-", 1)
+    if not (low.isdigit() and high.isdigit()):
+        return NOT_RECORDED
+    return f"{int(low)}–{int(high) - 1} years"
+
+
+def days(value: Any) -> str:
+    """3 -> '3 days', 1 -> '1 day'."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return NOT_RECORDED
+    return f"{value} day" if value == 1 else f"{value} days"
+
+
+def count(value: Any, noun: str) -> str:
+    """2, 'visit' -> '2 visits'; 0 -> 'None'."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return NOT_RECORDED
+    if value == 0:
+        return "None"
+    return f"{value} {noun}" if value == 1 else f"{value} {noun}s"
+
+
+def diagnosis(code: Any) -> str:
+    """'428' -> 'Circulatory system (ICD-9 428)'."""
+    if not isinstance(code, str) or not code:
+        return NOT_RECORDED
+    chapter = icd9_chapter(code)
+    name = CHAPTER_NAMES.get(chapter, "Unrecognised code") if chapter else "Unrecognised code"
+    return f"{name} (ICD-9 {code})"
+
+
+def a1c(value: Any) -> str:
+    """The A1C result in words."""
+    return A1C_WORDS.get(value, NOT_RECORDED) if isinstance(value, str) else NOT_RECORDED
+
+
+def medication_change(value: Any) -> str:
+    """The `change` column in words."""
+    return {"Ch": "Changed", "No": "No change"}.get(value, NOT_RECORDED)
+
+
+def medications(encounter: Mapping[str, Any], direction: str) -> list[str]:
+    """Medications whose dose went `direction` ('Up' or 'Down')."""
+    return [name for name in MEDICATION_COLUMNS if encounter.get(name) == direction]
+
+
+def uncertainty(probability: float, std: float, threshold: float) -> Uncertainty:
+    """Chart geometry: probability ± 2·std on 0-100%, and std on a scale that shows the threshold.
+
+    The std scale runs to twice the threshold (or a bit past the std when that is larger), so
+    the threshold mark sits mid-bar and "how far over" reads at a glance.
+    """
+    low = max(0.0, probability - 2 * std)
+    high = min(1.0, probability + 2 * std)
+    scale = max(2 * threshold, std * 1.1, 1e-9)
+    return Uncertainty(
+        low=round(low * 100, 2),
+        high=round(high * 100, 2),
+        point=round(probability * 100, 2),
+        std_bar=round(min(std / scale, 1.0) * 100, 2),
+        threshold_mark=round(threshold / scale * 100, 2),
+        ratio_label=f"{std / threshold:.1f}× threshold" if threshold > 0 else "above threshold",
+    )
+
+
+def when(moment: datetime) -> str:
+    """A timestamp as '2026-11-27 14:03 UTC'."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def case_view(item: ReviewItem) -> CaseView:
+    """Present one review item."""
+    e = item.encounter
+    chart = uncertainty(item.probability, item.std, item.threshold)
+    reasons = [REASON_WORDS.get(r, r.replace("_", " ").capitalize()) for r in item.reasons]
+    summary = [
+        Field("Age", age_band(e.get("age"))),
+        Field("Length of stay", days(e.get("time_in_hospital"))),
+        Field("Prior inpatient visits", count(e.get("number_inpatient"), "visit")),
+        Field("Prior emergency visits", count(e.get("number_emergency"), "visit")),
+        Field("Primary diagnosis", diagnosis(e.get("diag_1"))),
+        Field("A1C result", a1c(e.get("A1Cresult"))),
+        Field("Diabetes medication changed", medication_change(e.get("change"))),
+    ]
+    details = [
+        Field("Prior outpatient visits", count(e.get("number_outpatient"), "visit")),
+        Field("Secondary diagnosis", diagnosis(e.get("diag_2"))),
+        Field("Additional diagnosis", diagnosis(e.get("diag_3"))),
+        Field("Number of diagnoses", _plain(e.get("number_diagnoses"))),
+        Field("Medications during stay", _plain(e.get("num_medications"))),
+        Field("Lab procedures", _plain(e.get("num_lab_procedures"))),
+        Field("Procedures", _plain(e.get("num_procedures"))),
+        Field(
+            "On diabetes medication",
+            {"Yes": "Yes", "No": "No"}.get(e.get("diabetesMed"), NOT_RECORDED),
+        ),
+        Field("Admitting specialty", _plain(e.get("medical_specialty"))),
+        Field("Sex", _plain(e.get("gender"))),
+    ]
+    return CaseView(
+        id=item.id,
+        encounter_id=item.encounter_id,
+        status=item.status,
+        status_label=STATUS_WORDS.get(item.status, item.status),
+        assignee=item.assignee,
+        outcome_label=OUTCOME_WORDS.get(item.outcome) if item.outcome else None,
+        note=item.note,
+        model_version=item.model_version,
+        probability=percent(item.probability),
+        interval=f"{percent(chart.low / 100)}–{percent(chart.high / 100)}",
+        std=f"{item.std:.3f}",
+        threshold=f"{item.threshold:.3f}",
+        n_samples=item.n_samples,
+        reasons=reasons,
+        chart=chart,
+        age_band=age_band(e.get("age")),
+        summary=summary,
+        details=details,
+        medications_up=medications(e, "Up"),
+        medications_down=medications(e, "Down"),
+        created_at=when(item.created_at),
+        created_iso=item.created_at.isoformat(),
+    )
+
+
+def event_view(event: ReviewEvent) -> EventView:
+    """Present one audit event: 'Claimed', 'Resolved: Needs follow-up', ..."""
+    if event.from_status is None:
+        change = "Flagged and queued"
+    elif event.to_status == "in_review":
+        change = "Claimed"
+    elif event.to_status == "resolved":
+        outcome = (event.detail or {}).get("outcome")
+        change = f"Resolved: {OUTCOME_WORDS[outcome]}" if outcome in OUTCOME_WORDS else "Resolved"
+    else:
+        change = f"{STATUS_WORDS.get(event.from_status, event.from_status)} → " + STATUS_WORDS.get(
+            event.to_status, event.to_status
+        )
+    return EventView(at=when(event.at), actor=event.actor, change=change)
+
+
+def _plain(value: Any) -> str:
+    if value is None or value == "":
+        return NOT_RECORDED
+    return str(value)

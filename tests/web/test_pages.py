@@ -1,0 +1,163 @@
+"""The review page in-process (no browser): sign-in, roles, CSRF, escaping, claim and resolve."""
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import make_keys
+
+pytestmark = pytest.mark.data
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def page_keys(app: Any) -> dict[str, str]:
+    """Plain keys per role."""
+    return make_keys(app)
+
+
+def csrf(html: str) -> str:
+    """The CSRF token in a rendered form."""
+    match = CSRF.search(html)
+    assert match is not None, "no CSRF token on the page"
+    return match.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
+    """Fetch the form, post the key with its token; return the answer (not followed)."""
+    form = await client.get("/review/sign-in")
+    assert form.status_code == 200
+    return await client.post(
+        "/review/sign-in", data={"api_key": key, "csrf_token": csrf(form.text)}
+    )
+
+
+async def flag_one(client: httpx.AsyncClient, keys: dict[str, str], encounters: list) -> int:
+    """Post encounters until one is flagged; return its review item id."""
+    headers = {"Authorization": f"Bearer {keys['ehr']}"}
+    response = await client.post(
+        "/predict/batch", json={"encounters": encounters[:80]}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    ids = [p["review_item_id"] for p in response.json()["predictions"] if p["flagged"]]
+    assert ids, "the test model should flag some of 80 encounters"
+    return int(ids[0])
+
+
+async def test_signed_out_visitor_is_sent_to_sign_in(client) -> None:
+    response = await client.get("/review")
+    assert response.status_code == 303 and response.headers["location"] == "/review/sign-in"
+    form = await client.get("/review/sign-in")
+    assert 'for="api_key"' in form.text and "Content-Security-Policy" in form.headers
+    cookie = form.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/review" in cookie
+
+
+async def test_clinician_signs_in_and_the_cookie_holds_no_key(client, page_keys) -> None:
+    response = await sign_in(client, page_keys["clinician"])
+    assert response.status_code == 303 and response.headers["location"] == "/review"
+    cookie = response.headers["set-cookie"]
+    assert page_keys["clinician"] not in cookie
+    assert page_keys["clinician"].split("_")[2] not in cookie
+    page = await client.get("/review")
+    assert page.status_code == 200 and "Dr Ada Rivera" in page.text
+
+
+@pytest.mark.parametrize("role", ["ehr", "admin"])
+async def test_other_roles_are_refused(client, page_keys, role) -> None:
+    response = await sign_in(client, page_keys[role])
+    assert response.status_code == 403
+    assert f"role &#39;{role}&#39;" in response.text and "clinician keys only" in response.text
+    assert (await client.get("/review")).status_code == 303
+
+
+async def test_unknown_key_is_refused(client) -> None:
+    response = await sign_in(client, "trg_000000000000_not-a-key")
+    assert response.status_code == 401 and "not recognised" in response.text
+
+
+async def test_posts_without_the_token_or_from_another_site_are_refused(
+    client, page_keys, encounters
+) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    no_token = await client.post(f"/review/cases/{item_id}/claim", data={})
+    assert no_token.status_code == 403 and "expired" in no_token.text
+    token = csrf((await client.get("/review")).text)
+    wrong = await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token + "x"})
+    assert wrong.status_code == 403
+    foreign = await client.post(
+        f"/review/cases/{item_id}/claim",
+        data={"csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert foreign.status_code == 403 and "another site" in foreign.text
+    page = await client.get(f"/review/cases/{item_id}")
+    assert 'id="case-status">Pending<' in page.text  # nothing changed
+
+
+async def test_claim_and_resolve_with_an_escaped_note(client, page_keys, encounters) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    claimed = await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    assert claimed.status_code == 303
+    page = await client.get(claimed.headers["location"])
+    assert "In review" in page.text and "Dr Ada Rivera" in page.text
+    note = '<script>alert("x")</script> & <b>bold</b>'
+    resolved = await client.post(
+        f"/review/cases/{item_id}/resolve",
+        data={"csrf_token": token, "outcome": "override", "note": note},
+    )
+    assert resolved.status_code == 303
+    page = await client.get(resolved.headers["location"])
+    assert "Override the model" in page.text
+    assert (
+        "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page.text
+    )
+    assert "<script>alert" not in page.text
+    api = await client.get(
+        f"/review-queue/{item_id}", headers={"Authorization": f"Bearer {page_keys['clinician']}"}
+    )
+    assert api.json()["status"] == "resolved" and api.json()["note"] == note
+
+
+async def test_a_second_clinician_gets_a_conflict(app, page_keys, encounters) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://triage.test") as ada,
+        httpx.AsyncClient(transport=transport, base_url="http://triage.test") as ben,
+    ):
+        item_id = await flag_one(ada, page_keys, encounters)
+        await sign_in(ada, page_keys["clinician"])
+        await sign_in(ben, page_keys["clinician2"])
+        ada_token = csrf((await ada.get("/review")).text)
+        ben_token = csrf((await ben.get("/review")).text)
+        assert ada_token != ben_token
+        first = await ada.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ada_token})
+        assert first.status_code == 303
+        second = await ben.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ben_token})
+        assert second.status_code == 409 and "already claimed by Dr Ada Rivera" in second.text
+        # One session's token is useless in another's.
+        crossed = await ben.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ada_token})
+        assert crossed.status_code == 403
+
+
+async def test_sign_out_clears_the_cookie(client, page_keys) -> None:
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    response = await client.post("/review/sign-out", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert (
+        'triage_session=""' in response.headers["set-cookie"]
+        or "Max-Age=0" in (response.headers["set-cookie"])
+    )
+    assert (await client.get("/review")).status_code == 303
+
+
+async def test_list_fragment_needs_a_session(client) -> None:
+    response = await client.get("/review/list")
+    assert response.status_code == 401
