@@ -1,0 +1,62 @@
+"""Database down: a flagged case is never answered 200 unless it was stored."""
+
+import socket
+from typing import Any
+
+import pytest
+
+from app.db.session import Database
+from tests.conftest import count_rows
+
+pytestmark = pytest.mark.data
+
+
+def _dead_database(url: str, tmp_path: Any) -> Database:
+    """A database on the same backend that cannot be reached (a stopped server, a lost disk)."""
+    if url.startswith("sqlite"):
+        return Database(f"sqlite:///{tmp_path}/missing-dir/triage.db", timeout_s=1)
+    with socket.socket() as sock:  # a port nothing listens on: a stopped PostgreSQL
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)
+
+
+async def test_flagged_case_gets_503_when_it_cannot_be_stored(
+    app, client, keys, flag_split, settings, tmp_path
+) -> None:
+    flagged, calm = flag_split
+    app.state.intake.database = _dead_database(settings.database_url, tmp_path)
+    response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "database" in response.json()["detail"]
+    batch = {"encounters": [calm[0], flagged[1]]}
+    assert (await client.post("/predict/batch", json=batch, headers=keys["ehr"])).status_code == 503
+    # A case that needs no review does not need the queue, so it is still answered.
+    assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
+    app.state.intake.database = app.state.database  # the database is back: the retry is stored
+    retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
+    assert count_rows(app, "review_items") == 1
+
+
+async def test_everything_behind_auth_is_503_and_not_ready(
+    app, client, keys, encounters, settings, tmp_path
+) -> None:
+    dead = _dead_database(settings.database_url, tmp_path)
+    app.state.database = dead
+    app.state.intake.database = dead
+    predict = await client.post("/predict", json=encounters[0], headers=keys["ehr"])
+    assert predict.status_code == 503
+    queue = await client.get("/review-queue", headers=keys["clinician"])
+    assert queue.status_code == 503
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["database"] is False
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_ready_when_model_and_database_are_up(client) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "model_loaded": True, "model_version": "test-0.1", "database": True, "status": "ready",
+    }  # fmt: skip
