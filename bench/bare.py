@@ -1,0 +1,42 @@
+"""The HTTP stack's ceiling: the same routes and body models as the service, constant answers.
+
+`uvicorn bench.bare:app_factory --factory` serves it with the settings `triage serve` uses.
+"""
+
+from fastapi import FastAPI
+
+from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
+
+
+def _constant(encounter_id: str) -> PredictionOut:
+    return PredictionOut(
+        encounter_id=encounter_id,
+        probability=0.1,
+        std=0.01,
+        flagged=False,
+        reasons=[],
+        threshold=0.05,
+        n_samples=0,
+        seed=0,
+        model_version="bare",
+        review_item_id=None,
+    )
+
+
+def app_factory() -> FastAPI:
+    """Parse the service's request bodies and answer a constant."""
+    app = FastAPI(title="bare")
+
+    @app.post("/predict", response_model=PredictionOut)
+    async def predict(encounter: Encounter) -> PredictionOut:
+        return _constant(encounter.encounter_id)
+
+    @app.post("/predict/batch", response_model=BatchOut)
+    async def batch(body: BatchIn) -> BatchOut:
+        return BatchOut(predictions=[_constant(e.encounter_id) for e in body.encounters])
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app

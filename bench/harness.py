@@ -1,0 +1,245 @@
+"""Real processes for load runs and fault tests: a throwaway PostgreSQL and `triage serve`.
+
+Everything listens on 127.0.0.1 on a free port and is stopped by the context manager that
+started it. PostgreSQL refuses to run as root, so when we are root its commands run as the
+`postgres` user.
+"""
+
+import contextlib
+import csv
+import glob
+import gzip
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def as_postgres_user(cmd: list[str]) -> list[str]:
+    """Run `cmd` as the `postgres` user when we are root (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return cmd
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", "postgres", "--", *cmd]
+    return ["su", "postgres", "-c", " ".join(cmd)]
+
+
+def postgres_bindir() -> Path | None:
+    """The newest installed PostgreSQL binaries folder, if any."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster that can be stopped and started again on the same port."""
+
+    bindir: Path
+    root: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the `postgres` database."""
+        return f"postgresql+psycopg://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        cmd = [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), *args]
+        subprocess.run(as_postgres_user(cmd), check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        """Start (or restart) the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses={LOOPBACK} -c fsync=off "
+            "-c max_connections=200"
+        )
+        self._ctl("-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast` disconnects clients; `immediate` is a crash)."""
+        self._ctl("-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Postgres]:
+    """Start a throwaway PostgreSQL cluster; remove it on exit."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        raise RuntimeError("no PostgreSQL binaries found (install Debian's postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="triage-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    cmd = [str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth=trust"]
+    subprocess.run(
+        as_postgres_user([*cmd, "-E", "UTF8", "--no-sync"]),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    server = Postgres(bindir=bindir, root=root, port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def prepare_database(url: str) -> dict[str, str]:
+    """Migrate `url` to the newest schema and create one key per role; return the keys."""
+    from alembic import command
+
+    from app.auth.models import Role
+    from app.auth.service import create_key
+    from app.core.config import Settings
+    from app.db.commands import alembic_config
+    from app.db.session import Database
+
+    command.upgrade(alembic_config(Settings(database_url=url)), "head")
+    database = Database(url)
+    try:
+        with database.session() as session:
+            return {
+                role.value: create_key(session=session, name=f"{role.value}-bench", role=role)[1]
+                for role in Role
+            }
+    finally:
+        database.dispose()
+
+
+@dataclass
+class Process:
+    """A server subprocess on the loopback interface; its output goes to `log_path`."""
+
+    popen: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    _log: Any = field(repr=False, default=None)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def log(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, path: str = "/readyz", timeout_s: float = 60.0) -> None:
+        """Poll `path` until it answers 200; raise with the log if the process dies or stalls."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"server exited with {self.popen.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + path, timeout=2.0).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready after {timeout_s} s:\n{self.log()}")
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait for a graceful exit (SIGKILL after `timeout_s`); return the code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        if self._log is not None:
+            self._log.close()
+        return int(self.popen.returncode)
+
+
+@contextlib.contextmanager
+def spawn(cmd: list[str], *, env: Mapping[str, str], port: int, log_dir: Path) -> Iterator[Process]:
+    """Run `cmd` with `env` added to ours; stop it (SIGTERM, then SIGKILL) on exit."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"server-{port}.log"
+    log = log_path.open("wb")
+    full_env = {**os.environ, **env}
+    popen = subprocess.Popen(
+        cmd, env=full_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    process = Process(popen=popen, port=port, log_path=log_path, _log=log)
+    try:
+        yield process
+    finally:
+        process.terminate()
+
+
+@contextlib.contextmanager
+def triage_serve(
+    *,
+    database_url: str,
+    log_dir: Path,
+    workers: int = 1,
+    model_dir: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    ready: bool = True,
+) -> Iterator[Process]:
+    """`triage serve` on a free loopback port with the given database and model."""
+    port = free_port()
+    env = {"TRIAGE_DATABASE_URL": database_url, "TRIAGE_INFERENCE__DEVICE": "cpu"}
+    if model_dir is not None:
+        env["TRIAGE_MODEL_DIR"] = str(model_dir)
+    env.update(extra_env or {})
+    cmd = [sys.executable, "-m", "app", "serve", "--host", LOOPBACK, "--port", str(port)]
+    with spawn([*cmd, "--workers", str(workers)], env=env, port=port, log_dir=log_dir) as proc:
+        if ready:
+            proc.wait_ready()
+        yield proc
+
+
+def published_rows(path: Path, n: int, *, skip: int = 0) -> list[dict[str, Any]]:
+    """Rows `skip..skip+n` of the data file as API encounters (label and death/hospice dropped)."""
+    from app.features.columns import DEATH_OR_HOSPICE_DISPOSITIONS, INTEGER_COLUMNS, LABEL_COLUMN
+
+    rows: list[dict[str, Any]] = []
+    with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else path.open() as handle:
+        for index, raw in enumerate(csv.DictReader(handle)):
+            if index < skip:
+                continue
+            if len(rows) >= n:
+                break
+            row: dict[str, Any] = {}
+            for name, value in raw.items():
+                if name == LABEL_COLUMN or value == "?":
+                    continue
+                row[name] = int(value) if name in INTEGER_COLUMNS else value
+            row["encounter_id"] = str(row["encounter_id"])
+            if row.get("discharge_disposition_id") not in DEATH_OR_HOSPICE_DISPOSITIONS:
+                rows.append(row)
+    return rows
+
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "diabetes130" / "diabetic_data.csv.gz"
+
+
+def data_path() -> Path:
+    """The data file: $TRIAGE_DATA_DIR/diabetic_data.csv.gz, else the shared folder."""
+    directory = os.environ.get("TRIAGE_DATA_DIR")
+    return Path(directory) / DEFAULT_DATA.name if directory else DEFAULT_DATA

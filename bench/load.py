@@ -1,0 +1,418 @@
+"""Load test: `triage serve` on SQLite and PostgreSQL, 1 and 2 workers, next to the bare ceiling.
+
+    python bench/load.py [--duration 10] [--workers 1 2] [--databases sqlite postgresql]
+
+For each configuration it measures, with real encounters from the data file (each request with
+an encounter id of its own):
+  - single-encounter `POST /predict`, closed loop at `--connections` (saturation): requests/s,
+    p50/p99 latency and the ratio to a bare FastAPI app that parses the same body models and
+    answers a constant, served by uvicorn with the same settings and workers;
+  - open loop at 80% of that saturating rate: p50/p99 measured from each request's scheduled
+    time (no coordinated omission);
+  - `POST /predict/batch` with `--batch-size` encounters per request: encounters/s;
+and after every run checks that each `flagged: true` answer has exactly one review item and
+that no item of the run exists without such an answer.
+
+Closed-loop load comes from `wrk` (Debian package) when it is installed, else from a Python
+client. Everything runs on 127.0.0.1; the load generator shares the CPU with the server.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import (
+    LOOPBACK,
+    data_path,
+    free_port,
+    postgres,
+    prepare_database,
+    published_rows,
+    spawn,
+    triage_serve,
+)
+
+LUA = Path(__file__).with_name("load.lua")
+PLACEHOLDER = "@@ID@@"
+
+
+@dataclass
+class Result:
+    """One measured phase."""
+
+    label: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    unanswered: set[str] = field(default_factory=set)
+    per_request: int = 1
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def ok(self) -> int:
+        """Answers with status 200."""
+        return self.statuses.get(200, 0)
+
+
+def write_templates(path: Path, rows: Sequence[dict[str, Any]], per_body: int) -> Path:
+    """One body per line: single encounters, or batches of `per_body` encounters."""
+    lines = []
+    if per_body == 1:
+        lines = [json.dumps({**row, "encounter_id": PLACEHOLDER}) for row in rows]
+    else:
+        for start in range(0, len(rows) - per_body + 1, per_body):
+            chunk = [{**row, "encounter_id": PLACEHOLDER} for row in rows[start : start + per_body]]
+            lines.append(json.dumps({"encounters": chunk}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wrk(
+    base_url: str,
+    path: str,
+    *,
+    bodies: Path,
+    key: str,
+    run: str,
+    connections: int,
+    duration_s: float,
+    max_requests: int,
+    work_dir: Path,
+) -> Result:
+    """A closed-loop `wrk` run (one thread, `connections` keep-alive connections)."""
+    out = work_dir / f"wrk-{run}.txt"
+    env = {
+        **os.environ,
+        "WRK_BODIES": str(bodies),
+        "WRK_PATH": path,
+        "WRK_KEY": key,
+        "WRK_RUN": run,
+        "WRK_OUT": str(out),
+        "WRK_MAX_REQUESTS": str(max_requests),
+    }
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s"]
+    subprocess.run(
+        [*cmd, "-s", str(LUA), base_url],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=duration_s + 90,
+    )
+    result = Result(label=run, requests=0, seconds=0.0, p50_ms=0.0, p99_ms=0.0)
+    for line in out.read_text().splitlines():
+        name, *values = line.split()
+        if name == "requests":
+            result.requests = int(values[0])
+        elif name == "duration_us":
+            result.seconds = int(values[0]) / 1e6
+        elif name in ("p50_us", "p99_us"):
+            setattr(result, name.replace("_us", "_ms"), int(values[0]) / 1000)
+        elif name == "errors":
+            result.errors = int(values[0])
+        elif name == "status":
+            code = int(values[0])
+            result.statuses[code] = result.statuses.get(code, 0) + int(values[1])
+        elif name == "unanswered":
+            result.unanswered.add(values[0])
+        elif name == "flagged":
+            result.duplicates += values[0] in result.flagged
+            result.flagged[values[0]] = int(values[1])
+    return result
+
+
+async def _python_load(
+    base_url: str,
+    path: str,
+    *,
+    templates: Sequence[str],
+    key: str,
+    run: str,
+    connections: int,
+    duration_s: float,
+    max_requests: int,
+    rate: float | None,
+) -> Result:
+    """Closed loop (`rate` None: `connections` loops) or open loop at `rate` requests/s."""
+    result = Result(label=run, requests=0, seconds=0.0, p50_ms=0.0, p99_ms=0.0)
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    loop = asyncio.get_running_loop()
+    counter = 0
+
+    async def one(client: httpx.AsyncClient, scheduled: float) -> None:
+        nonlocal counter
+        counter += 1
+        parts = templates[counter % len(templates)].split(PLACEHOLDER)
+        ids = [f"{run}-0-{counter}-{k}" for k in range(1, len(parts))]
+        body = "".join(p + i for p, i in zip(parts, [*ids, ""], strict=True))
+        try:
+            response = await client.post(path, content=body, headers=headers)
+        except httpx.HTTPError:
+            result.errors += 1
+            return
+        latencies.append(loop.time() - scheduled)
+        result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
+        if response.status_code == 200:
+            answer = response.json()
+            for p in answer.get("predictions", [answer]):
+                if p["flagged"]:
+                    result.duplicates += p["encounter_id"] in result.flagged
+                    result.flagged[p["encounter_id"]] = p["review_item_id"]
+
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+        start = loop.time()
+        deadline = start + duration_s
+        if rate is None:
+
+            async def worker() -> None:
+                while loop.time() < deadline and counter < max_requests:
+                    await one(client, loop.time())
+
+            await asyncio.wait_for(
+                asyncio.gather(*(worker() for _ in range(connections))), duration_s + 60
+            )
+        else:
+            tasks = []
+            for i in range(min(max_requests, int(rate * duration_s))):
+                scheduled = start + i / rate
+                if scheduled > loop.time():
+                    await asyncio.sleep(scheduled - loop.time())
+                tasks.append(asyncio.create_task(one(client, scheduled)))
+            await asyncio.wait_for(asyncio.gather(*tasks), duration_s + 60)
+        result.seconds = loop.time() - start
+    result.requests = len(latencies)
+    if latencies:
+        ordered = sorted(latencies)
+        result.p50_ms = ordered[len(ordered) // 2] * 1000
+        result.p99_ms = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    return result
+
+
+@dataclass
+class Load:
+    """What every phase shares: the bodies, the key and the generator to use."""
+
+    single: Path
+    batch: Path
+    batch_size: int
+    duration_s: float
+    connections: int
+    work_dir: Path
+    use_wrk: bool
+    results: list[tuple[str, str, Result]] = field(default_factory=list)
+
+    def closed(self, base_url: str, key: str, run: str, *, batch: bool = False) -> Result:
+        """Saturate `/predict` (or `/predict/batch`) in a closed loop."""
+        path, bodies = ("/predict/batch", self.batch) if batch else ("/predict", self.single)
+        connections = 2 if batch else self.connections
+        if self.use_wrk:
+            result = wrk(
+                base_url,
+                path,
+                bodies=bodies,
+                key=key,
+                run=run,
+                connections=connections,
+                duration_s=self.duration_s,
+                max_requests=1_000_000,
+                work_dir=self.work_dir,
+            )
+        else:
+            result = asyncio.run(
+                _python_load(
+                    base_url,
+                    path,
+                    templates=bodies.read_text().splitlines(),
+                    key=key,
+                    run=run,
+                    connections=connections,
+                    duration_s=self.duration_s,
+                    max_requests=1_000_000,
+                    rate=None,
+                )
+            )
+        result.per_request = self.batch_size if batch else 1
+        return result
+
+    def open(self, base_url: str, key: str, run: str, rate: float) -> Result:
+        """Paced `/predict` at `rate` requests/s; latency from each request's scheduled time."""
+        return asyncio.run(
+            _python_load(
+                base_url,
+                "/predict",
+                templates=self.single.read_text().splitlines(),
+                key=key,
+                run=run,
+                connections=max(64, self.connections),
+                duration_s=self.duration_s,
+                max_requests=int(rate * self.duration_s) + 1,
+                rate=rate,
+            )
+        )
+
+
+def lost_cases(database_url: str, result: Result) -> tuple[int, int, int, int]:
+    """Flagged answers, review items of the run, mismatches, items of cut-off requests.
+
+    An item whose request was still in flight when the generator stopped has no answer to
+    match; it is counted apart (the EHR would retry and get the same item back).
+    """
+    from sqlalchemy import create_engine, select
+
+    from app.review.models import ReviewItem
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            query = select(ReviewItem.encounter_id, ReviewItem.id).where(
+                ReviewItem.encounter_id.like(f"{result.label}-%")
+            )
+            stored = {row[0]: int(row[1]) for row in conn.execute(query)}
+    finally:
+        engine.dispose()
+    cut_off = {
+        k for k in stored if k not in result.flagged and k.rsplit("-", 1)[0] in result.unanswered
+    }
+    mismatches = sum(stored.get(k) != v for k, v in result.flagged.items())
+    mismatches += sum(k not in result.flagged and k not in cut_off for k in stored)
+    return len(result.flagged), len(stored), mismatches + result.duplicates, len(cut_off)
+
+
+def _bare(workers: int, work_dir: Path) -> Any:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bench.bare:app_factory", "--factory"]
+    cmd += ["--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
+    cmd += ["--no-access-log", "--log-level", "warning", "--proxy-headers"]
+    return spawn(cmd, env={}, port=port, log_dir=work_dir)
+
+
+def measure_service(
+    load: Load, *, backend: str, url: str, workers: int, model_dir: Path | None
+) -> None:
+    """All phases against one `triage serve` configuration."""
+    keys = prepare_database(url)
+    tag = f"{backend[:2]}{workers}"
+    with triage_serve(
+        database_url=url, workers=workers, model_dir=model_dir, log_dir=load.work_dir
+    ) as server:
+        base, key = server.base_url, keys["ehr"]
+        load.closed(base, key, f"{tag}warm")  # warm-up: connections, caches, allocator
+        saturated = load.closed(base, key, f"{tag}sat")
+        paced = load.open(base, key, f"{tag}open", 0.8 * saturated.rate)
+        batch = load.closed(base, key, f"{tag}batch", batch=True)
+    for name, result in (("predict", saturated), ("predict@80%", paced), ("batch", batch)):
+        load.results.append((f"{backend} w{workers}", name, result))
+        flagged, items, bad, cut_off = lost_cases(url, result)
+        print(
+            f"  {backend} w{workers} {name}: flagged answers {flagged}, review items {items} "
+            f"({cut_off} of requests cut off in flight), mismatches {bad}, "
+            f"non-200 {sum(result.statuses.values()) - result.ok}, errors {result.errors}",
+            flush=True,
+        )
+
+
+def report(load: Load, ceilings: dict[int, tuple[Result, Result]]) -> None:
+    """Print the table: rate, p50/p99 and the ratio to the bare ceiling."""
+    print()
+    print(f"{'server':<16}{'phase':<13}{'rate':>16}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
+    for workers, (single, batch) in sorted(ceilings.items()):
+        print(f"{'bare w' + str(workers):<16}{'predict':<13}{single.rate:>10.0f} req/s"
+              f"{single.p50_ms:>9.1f}{single.p99_ms:>9.1f}{'1.00':>9}")  # fmt: skip
+        print(f"{'bare w' + str(workers):<16}{'batch':<13}"
+              f"{batch.rate * batch.per_request:>10.0f} enc/s"
+              f"{batch.p50_ms:>9.1f}{batch.p99_ms:>9.1f}{'1.00':>9}")  # fmt: skip
+    for server, phase, result in load.results:
+        workers = int(server.rsplit("w", 1)[1])
+        single, batch = ceilings[workers]
+        if phase == "batch":
+            rate, unit = result.rate * result.per_request, "enc/s"
+            ratio = rate / (batch.rate * batch.per_request)
+        else:
+            rate, unit, ratio = result.rate, "req/s", result.rate / single.rate
+        print(f"{server:<16}{phase:<13}{rate:>10.0f} {unit}{result.p50_ms:>9.1f}"
+              f"{result.p99_ms:>9.1f}{ratio:>9.2f}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the whole matrix and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--connections", type=int, default=32, help="closed-loop connections")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--rows", type=int, default=5000, help="encounters read from the data")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--model-dir", type=Path, default=None, help="default: newest version")
+    parser.add_argument("--data", type=Path, default=None, help="default: the shared data file")
+    parser.add_argument("--no-wrk", action="store_true", help="use the Python client only")
+    args = parser.parse_args(argv)
+
+    rows = published_rows(args.data or data_path(), args.rows)
+    work_dir = Path(tempfile.mkdtemp(prefix="triage-load-"))
+    use_wrk = shutil.which("wrk") is not None and not args.no_wrk
+    load = Load(
+        single=write_templates(work_dir / "single.txt", rows, 1),
+        batch=write_templates(work_dir / "batch.txt", rows, args.batch_size),
+        batch_size=args.batch_size,
+        duration_s=args.duration,
+        connections=args.connections,
+        work_dir=work_dir,
+        use_wrk=use_wrk,
+    )
+    print(
+        f"{len(rows)} encounters; {args.duration:.0f} s per phase; closed loop with "
+        f"{'wrk' if use_wrk else 'the Python client'} at {args.connections} connections; "
+        f"{os.cpu_count()} CPUs shared by server and load generator",
+        flush=True,
+    )
+    ceilings: dict[int, tuple[Result, Result]] = {}
+    try:
+        for workers in args.workers:
+            with _bare(workers, work_dir) as bare:
+                bare.wait_ready()
+                load.closed(bare.base_url, "none", f"bare{workers}warm")
+                ceilings[workers] = (
+                    load.closed(bare.base_url, "none", f"bare{workers}"),
+                    load.closed(bare.base_url, "none", f"bare{workers}batch", batch=True),
+                )
+        for backend in args.databases:
+            for workers in args.workers:
+                kwargs = {"backend": backend, "workers": workers, "model_dir": args.model_dir}
+                if backend == "sqlite":
+                    url = f"sqlite:///{work_dir / f'triage-w{workers}.db'}"
+                    measure_service(load, url=url, **kwargs)
+                    continue
+                with postgres() as server:
+                    measure_service(load, url=server.url, **kwargs)
+        report(load, ceilings)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
