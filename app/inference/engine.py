@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional
 
 from app.inference.model import BayesianMLP
 
@@ -196,7 +195,7 @@ class MCDropoutEngine:
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
             zero = torch.zeros_like(logit)
-            return torch.stack([torch.sigmoid(logit), zero, zero, zero])
+            return torch.stack([_sigmoid(logit)[0], zero, zero, zero])
         if masks.fold_t is not None:
             return _summarise(torch.addmm(self._out_b, h, masks.fold_t), n)
         return _summarise(self._later_layers(h, n, masks, first), n)
@@ -260,22 +259,32 @@ def _check_seed(seed: int) -> int:
     return seed
 
 
+def _sigmoid(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `sigmoid(z)` and the Bernoulli entropy of it, from exp, log1p and + - * / only."""
+    # NOTE: torch.sigmoid and softplus compute vector bodies and scalar tails differently, so
+    # the last elements of a tensor can differ by an ulp from the same values elsewhere. exp and
+    # log1p (vectorised tails) and correctly rounded + - * / give the same bits at any position.
+    a = z.abs()
+    q = a.neg().exp_()  # exp(-|z|), in (0, 1]
+    high = (q + 1.0).reciprocal_()  # sigmoid(|z|)
+    low = q * high  # sigmoid(-|z|), accurate even when tiny
+    # NOTE: the entropy is symmetric in z: log1p(exp(-|z|)) + |z| sigmoid(-|z|), no cancellation.
+    entropy = torch.log1p(q).add_(a.mul_(low))
+    return torch.where(z >= 0, high, low), entropy
+
+
 def _summarise(logits: torch.Tensor, n: int) -> torch.Tensor:
     """Return `[4, rows]`: mean, std, the std's Monte Carlo SE and BALD from logits `[rows, N]`."""
-    prob = torch.sigmoid(logits)
-    mean = prob.mean(dim=1)
-    dev2 = (prob - mean.unsqueeze(1)).square_()
+    prob, entropy = _sigmoid(logits)
+    mean_entropy = entropy.sum(dim=1, dtype=torch.float64) / n
+    mean = prob.sum(dim=1, dtype=torch.float64) / n
+    dev2 = (prob - mean.to(torch.float32).unsqueeze(1)).square_()
     var = dev2.sum(dim=1, dtype=torch.float64) / (n - 1)
-    m4 = dev2.square_().mean(dim=1, dtype=torch.float64)
-    # NOTE: the entropy of Bernoulli(sigmoid(z)) is softplus(z) - sigmoid(z) * z, stable for any z.
-    mean_entropy = (
-        functional.softplus(logits).sub_(prob.mul_(logits)).mean(dim=1, dtype=torch.float64)
-    )
+    m4 = dev2.square_().sum(dim=1, dtype=torch.float64) / n
     # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
     var_s2 = (m4 - var.square() * ((n - 3) / (n - 1))).clamp_min_(0.0) / n
     std = var.sqrt()
     se = torch.where(std > 0, var_s2.sqrt() / (2 * std).clamp_min(1e-300), 0.0)
-    m = mean.to(torch.float64)
-    entropy_of_mean = -(torch.xlogy(m, m) + torch.xlogy(1 - m, 1 - m))
+    entropy_of_mean = -(torch.xlogy(mean, mean) + torch.xlogy(1 - mean, 1 - mean))
     mi = (entropy_of_mean - mean_entropy).clamp_min_(0.0)
-    return torch.stack([m, std, se, mi]).to(torch.float32)
+    return torch.stack([mean, std, se, mi]).to(torch.float32)
