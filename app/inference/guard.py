@@ -1,0 +1,327 @@
+"""The domain guard: is an encounter like the ones the model learned from?
+
+Two checks, both deterministic (so a retry gives the same answer):
+- Per feature: a count outside its training range, a category value (age bucket, diagnosis
+  chapter, medication state, code, text value) never seen in training, or a value missing where
+  training never had one missing. Reason `out_of_distribution:<column>`.
+- Multivariate novelty: the Mahalanobis distance of the network's last hidden layer (eval-mode
+  activations, computed from the weights without touching the module) from the training
+  activations, with a Ledoit-Wolf shrunk covariance. Reason `out_of_distribution:novelty` above
+  a threshold fitted as a quantile of the validation scores.
+
+The guard is saved as plain JSON in the model card (key `domain_guard`); matrices are float32
+little-endian bytes in base64 so the card stays one readable file without pickle.
+"""
+
+import base64
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.features.columns import (
+    AGE_COLUMN,
+    CODED_COLUMNS,
+    COUNT_COLUMNS,
+    DIAGNOSIS_COLUMNS,
+    MEDICATION_COLUMNS,
+    TEXT_CATEGORICAL_COLUMNS,
+)
+from app.features.encoder import Columns, Value, columns_from_records, normalise_category
+from app.features.icd9 import icd9_chapter
+from app.inference.model import BayesianMLP
+
+GUARD_FORMAT: Final = 1
+OOD_PREFIX: Final = "out_of_distribution:"
+NOVELTY: Final = "novelty"
+NOVELTY_REASON: Final = OOD_PREFIX + NOVELTY
+MISSING: Final = "__missing__"
+MALFORMED: Final = "__malformed__"
+# NOTE: finite (not inf) so rank statistics still order the feature-flagged cases among themselves.
+FEATURE_RANK: Final = 1e6
+CATEGORY_COLUMNS: Final = (
+    AGE_COLUMN,
+    *TEXT_CATEGORICAL_COLUMNS,
+    *CODED_COLUMNS,
+    *DIAGNOSIS_COLUMNS,
+    *MEDICATION_COLUMNS,
+)
+GUARD_COLUMNS: Final = (*COUNT_COLUMNS, *CATEGORY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """Per-encounter guard outcome for a batch: which columns fired and the novelty score."""
+
+    feature_ood: np.ndarray  # [B, len(GUARD_COLUMNS)] bool
+    novelty: np.ndarray  # [B] float64
+    novelty_threshold: float
+
+    @property
+    def any_feature(self) -> np.ndarray:
+        """Encounters with at least one out-of-range or unseen value."""
+        out: np.ndarray = np.any(self.feature_ood, axis=1)
+        return out
+
+    @property
+    def novel(self) -> np.ndarray:
+        """Encounters whose novelty score is above the threshold."""
+        out: np.ndarray = self.novelty > self.novelty_threshold
+        return out
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Encounters with any guard reason."""
+        out: np.ndarray = self.any_feature | self.novel
+        return out
+
+    def reasons(self) -> list[list[str]]:
+        """Every guard reason per encounter, columns in a fixed order and novelty last."""
+        out: list[list[str]] = []
+        for row, novel in zip(self.feature_ood, self.novel, strict=True):
+            names = [OOD_PREFIX + GUARD_COLUMNS[j] for j in np.flatnonzero(row)]
+            out.append([*names, NOVELTY_REASON] if novel else names)
+        return out
+
+
+def hidden_features(model: nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Eval-mode activations of the last hidden layer, read straight from the Linear weights."""
+    modules = list(model.net) if isinstance(model, BayesianMLP) else list(model.children())
+    linears = [m for m in modules if isinstance(m, nn.Linear)]
+    h = torch.as_tensor(x, dtype=torch.float32)
+    with torch.inference_mode():
+        # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
+        for linear in linears[:-1]:
+            h = torch.relu(nn.functional.linear(h, linear.weight, linear.bias))
+    out: np.ndarray = h.double().numpy()
+    return out
+
+
+def category_slot(column: str, value: Value) -> str:
+    """The value a categorical column is checked on: a diagnosis chapter or the category itself."""
+    category = normalise_category(value)
+    if category is None:
+        return MISSING
+    if column in DIAGNOSIS_COLUMNS:
+        return icd9_chapter(category) or MALFORMED
+    return category
+
+
+def _as_float(values: Sequence[Value]) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        category = normalise_category(v)
+        try:
+            out[i] = np.nan if category is None else float(category)
+        except ValueError:
+            out[i] = np.inf  # unparsable: always outside the range
+    return out
+
+
+class DomainGuard:
+    """Per-feature range/vocabulary checks and a hidden-layer Mahalanobis novelty score."""
+
+    def __init__(
+        self,
+        *,
+        ranges: Mapping[str, tuple[float, float, bool]],
+        observed: Mapping[str, Iterable[str]],
+        mean: np.ndarray,
+        precision: np.ndarray,
+        threshold: float,
+        quantile: float,
+        model: nn.Module | None = None,
+    ) -> None:
+        self.ranges = {k: (float(lo), float(hi), bool(m)) for k, (lo, hi, m) in ranges.items()}
+        self.observed = {k: frozenset(v) for k, v in observed.items()}
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.precision = np.asarray(precision, dtype=np.float64)
+        self.threshold = float(threshold)
+        self.quantile = float(quantile)
+        self.model = model
+
+    # ----------------------------------------------------------------- fitting
+
+    @classmethod
+    def fit(
+        cls,
+        model: nn.Module,
+        train_columns: Columns,
+        x_train: np.ndarray,
+        x_validation: np.ndarray,
+        *,
+        novelty_rate: float = 0.02,
+    ) -> "DomainGuard":
+        """Fit ranges, vocabularies and the covariance on training; the threshold on validation."""
+        from sklearn.covariance import LedoitWolf  # training-only dependency
+
+        if not 0.0 < novelty_rate < 1.0:
+            raise ValueError(f"novelty rate must be strictly between 0 and 1, got {novelty_rate}")
+        ranges: dict[str, tuple[float, float, bool]] = {}
+        for name in COUNT_COLUMNS:
+            values = _as_float(train_columns[name])
+            present = values[~np.isnan(values)]
+            if present.size == 0:
+                raise ValueError(f"column {name!r} has no values to fit the guard on")
+            ranges[name] = (
+                float(present.min()),
+                float(present.max()),
+                bool(np.isnan(values).any()),
+            )
+        observed = {
+            name: sorted({category_slot(name, v) for v in train_columns[name]})
+            for name in CATEGORY_COLUMNS
+        }
+        h = hidden_features(model, x_train)
+        lw = LedoitWolf(assume_centered=False).fit(h)
+        guard = cls(
+            ranges=ranges,
+            observed=observed,
+            mean=lw.location_,
+            precision=lw.precision_,
+            threshold=np.inf,
+            quantile=1.0 - novelty_rate,
+            model=model,
+        )
+        scores = guard.novelty(x_validation)
+        return guard.with_threshold(float(np.quantile(scores, 1.0 - novelty_rate)))
+
+    def with_threshold(self, threshold: float, quantile: float | None = None) -> "DomainGuard":
+        """A copy with another novelty threshold."""
+        return DomainGuard(
+            ranges=self.ranges,
+            observed=self.observed,
+            mean=self.mean,
+            precision=self.precision,
+            threshold=threshold,
+            quantile=self.quantile if quantile is None else quantile,
+            model=self.model,
+        )
+
+    # ----------------------------------------------------------------- checking
+
+    def novelty(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row's last-hidden-layer activations."""
+        if self.model is None:
+            raise ValueError("the guard has no model to compute activations with")
+        d = hidden_features(self.model, x) - self.mean
+        out: np.ndarray = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.precision, d), 0.0))
+        return out
+
+    def feature_flags(self, columns: Columns) -> np.ndarray:
+        """`[B, len(GUARD_COLUMNS)]`: which columns hold an out-of-range or unseen value."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        out = np.zeros((n, len(GUARD_COLUMNS)), dtype=bool)
+        for j, name in enumerate(GUARD_COLUMNS):
+            values = columns.get(name, [None] * n)
+            if name in self.ranges:
+                lo, hi, missing_seen = self.ranges[name]
+                v = _as_float(values)
+                missing = np.isnan(v)
+                out[:, j] = (~missing & ((v < lo) | (v > hi))) | (missing & (not missing_seen))
+            else:
+                seen = self.observed[name]
+                out[:, j] = [category_slot(name, value) not in seen for value in values]
+        return out
+
+    def check_columns(self, columns: Columns, x: torch.Tensor | np.ndarray) -> GuardResult:
+        """Run both checks on a batch in the encoder's column layout."""
+        return GuardResult(self.feature_flags(columns), self.novelty(x), self.threshold)
+
+    def check(
+        self, records: Sequence[Mapping[str, Value]], x: torch.Tensor | np.ndarray
+    ) -> list[tuple[list[str], float]]:
+        """Reasons and novelty score per encounter, for request-style records and their encoding."""
+        result = self.check_columns(columns_from_records(records), x)
+        return list(zip(result.reasons(), result.novelty.tolist(), strict=True))
+
+    # ----------------------------------------------------------------- persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to plain JSON types."""
+        return {
+            "format": GUARD_FORMAT,
+            "novelty": {
+                "method": "mahalanobis_last_hidden_ledoit_wolf",
+                "threshold": self.threshold,
+                "validation_quantile": self.quantile,
+                "mean": _pack(self.mean),
+                "precision": _pack(self.precision),
+            },
+            "ranges": {
+                k: {"min": lo, "max": hi, "missing_seen": m}
+                for k, (lo, hi, m) in self.ranges.items()
+            },
+            "observed": {k: sorted(v) for k, v in self.observed.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], model: nn.Module | None = None) -> "DomainGuard":
+        """Rebuild a guard saved by `to_dict`, bound to the model it was fitted with."""
+        if data.get("format") != GUARD_FORMAT:
+            raise ValueError(f"domain guard format {data.get('format')!r} is not {GUARD_FORMAT}")
+        novelty = data["novelty"]
+        return cls(
+            ranges={k: (r["min"], r["max"], r["missing_seen"]) for k, r in data["ranges"].items()},
+            observed=data["observed"],
+            mean=_unpack(novelty["mean"]),
+            precision=_unpack(novelty["precision"]),
+            threshold=float(novelty["threshold"]),
+            quantile=float(novelty["validation_quantile"]),
+            model=model,
+        )
+
+
+def _pack(array: np.ndarray) -> dict[str, Any]:
+    a = np.ascontiguousarray(array, dtype="<f4")
+    return {
+        "dtype": "float32",
+        "shape": list(a.shape),
+        "base64": base64.b64encode(a.tobytes()).decode(),
+    }
+
+
+def _unpack(data: Mapping[str, Any]) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(data["base64"]), dtype="<f4")
+    return raw.reshape(data["shape"]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- referral policy
+
+
+def referral_score(std: np.ndarray, std_threshold: float, guard: GuardResult) -> np.ndarray:
+    """One number per encounter, above 1 exactly when the combined policy flags it.
+
+    The policy: flag when std > threshold, or the novelty score is above its threshold, or any
+    per-feature check fires. Each continuous part is divided by its threshold so they share one
+    scale; a per-feature reason ranks first (the score gains `FEATURE_RANK`).
+    """
+    ratio = np.maximum(
+        np.asarray(std, dtype=np.float64) / max(std_threshold, 1e-12),
+        guard.novelty / max(guard.novelty_threshold, 1e-12),
+    )
+    out: np.ndarray = ratio + np.where(guard.any_feature, FEATURE_RANK, 0.0)
+    return out
+
+
+def fit_std_threshold(std: np.ndarray, guard_flagged: np.ndarray, review_rate: float) -> float:
+    """The std threshold that makes the combined flag rate on validation equal `review_rate`.
+
+    The guard's flags are spent first; the std flag gets the rest of the budget, chosen among
+    the encounters the guard left unflagged.
+    """
+    if not 0.0 < review_rate < 1.0:
+        raise ValueError(f"review rate must be strictly between 0 and 1, got {review_rate}")
+    std = np.asarray(std, dtype=np.float64)
+    guard_flagged = np.asarray(guard_flagged, dtype=bool)
+    left = review_rate * len(std) - guard_flagged.sum()
+    if left <= 0:
+        raise ValueError(
+            f"the domain guard alone flags {guard_flagged.mean():.3f} of validation encounters, "
+            f"more than the review rate {review_rate}; lower the guard's novelty share"
+        )
+    rest = std[~guard_flagged]
+    return float(np.quantile(rest, 1.0 - left / len(rest)))
