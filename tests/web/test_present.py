@@ -1,0 +1,126 @@
+"""Presenting review items: plain words for the encounter, geometry for the uncertainty charts."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from app.review.models import ReviewEvent, ReviewItem
+from app.web.present import (
+    NOT_RECORDED,
+    a1c,
+    age_band,
+    case_view,
+    count,
+    days,
+    diagnosis,
+    event_view,
+    uncertainty,
+)
+
+
+def item(**encounter: object) -> ReviewItem:
+    """A review item around `encounter`."""
+    return ReviewItem(
+        id=5,
+        encounter_id="E-1",
+        model_version="2026.11.1",
+        encounter=dict(encounter),
+        probability=0.25,
+        std=0.06,
+        reasons=["high_uncertainty"],
+        threshold=0.04,
+        n_samples=256,
+        seed=7,
+        status="in_review",
+        assignee="Dr Ada",
+        created_at=datetime(2026, 11, 27, 9, 30, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("[70-80)", "70–79 years"),
+        ("[0-10)", "0–9 years"),
+        (None, NOT_RECORDED),
+        ("old", NOT_RECORDED),
+    ],
+)
+def test_age_band(value: object, words: str) -> None:
+    assert age_band(value) == words
+
+
+def test_counts_and_days() -> None:
+    assert days(1) == "1 day" and days(5) == "5 days" and days(None) == NOT_RECORDED
+    assert count(0, "visit") == "None" and count(1, "visit") == "1 visit"
+    assert count(3, "visit") == "3 visits" and count(True, "visit") == NOT_RECORDED
+
+
+def test_diagnosis_groups_are_readable() -> None:
+    assert diagnosis("250.83") == "Diabetes mellitus (ICD-9 250.83)"
+    assert diagnosis("428") == "Circulatory system (ICD-9 428)"
+    assert diagnosis("V45") == "Supplementary factors (V codes) (ICD-9 V45)"
+    assert diagnosis(None) == NOT_RECORDED
+    assert diagnosis("XYZ") == "Unrecognised code (ICD-9 XYZ)"
+
+
+def test_a1c_in_words() -> None:
+    assert a1c(">8") == "Above 8%" and a1c("Norm").startswith("Normal")
+    assert a1c("None") == "Not measured" and a1c(None) == NOT_RECORDED
+
+
+def test_uncertainty_interval_is_clipped_and_threshold_sits_mid_bar() -> None:
+    chart = uncertainty(0.05, 0.04, 0.04)
+    assert chart.low == 0.0 and chart.high == pytest.approx(13.0)
+    assert chart.threshold_mark == pytest.approx(50.0) and chart.std_bar == pytest.approx(50.0)
+    assert chart.ratio_label == "1.0× threshold"
+    far = uncertainty(0.99, 0.2, 0.04)
+    assert far.high == 100.0 and far.std_bar == pytest.approx(100 / 1.1, abs=0.01)
+    assert 0 < far.threshold_mark < 50  # the scale grows past a large std
+    assert uncertainty(0.5, 0.1, 0.0).ratio_label == "above threshold"
+
+
+def test_case_view_summarises_the_encounter() -> None:
+    view = case_view(
+        item(
+            age="[60-70)",
+            time_in_hospital=4,
+            number_inpatient=2,
+            number_emergency=0,
+            diag_1="428",
+            A1Cresult=">7",
+            change="Ch",
+            insulin="Up",
+            metformin="Down",
+            glipizide="Steady",
+        )
+    )
+    summary = {f.label: f.value for f in view.summary}
+    assert summary["Age"] == "60–69 years"
+    assert summary["Length of stay"] == "4 days"
+    assert summary["Prior inpatient visits"] == "2 visits"
+    assert summary["Prior emergency visits"] == "None"
+    assert summary["Primary diagnosis"].startswith("Circulatory system")
+    assert summary["A1C result"] == "7–8%"
+    assert summary["Diabetes medication changed"] == "Changed"
+    assert view.medications_up == ["insulin"] and view.medications_down == ["metformin"]
+    assert view.probability == "25.0%" and view.interval == "13.0%–37.0%"
+    assert view.reasons == ["High uncertainty"] and view.status_label == "In review"
+    assert view.created_at == "2026-11-27 09:30 UTC"
+
+
+def test_missing_fields_read_not_recorded() -> None:
+    view = case_view(item())
+    assert {f.value for f in view.summary} == {NOT_RECORDED}
+    assert view.medications_up == view.medications_down == []
+
+
+def test_event_view() -> None:
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    queued = ReviewEvent(from_status=None, to_status="pending", actor="ehr", at=at)
+    done = ReviewEvent(
+        from_status="in_review", to_status="resolved", actor="Dr Ada", at=at,
+        detail={"outcome": "needs_follow_up"},
+    )  # fmt: skip
+    assert event_view(queued).change == "Flagged and queued"
+    assert event_view(done).change == "Resolved: Needs follow-up"
