@@ -1,0 +1,132 @@
+"""Micro-batcher: coalescing, per-request results, failures, the bounded queue and shutdown."""
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from app.core.errors import UnavailableError
+from app.inference import BayesianMLP, MCDropoutEngine, MicroBatcher, QueueFullError
+
+
+def make_batcher(process, **limits) -> MicroBatcher:  # type: ignore[no-untyped-def]
+    settings = {"max_batch_size": 8, "max_batch_delay_us": 5_000, "max_queue_size": 64}
+    return MicroBatcher(process, **(settings | limits))
+
+
+async def test_concurrent_callers_get_their_own_engine_results() -> None:
+    torch.manual_seed(0)
+    engine = MCDropoutEngine(BayesianMLP(12, [16], 0.3), device="cpu")
+    sizes: list[int] = []
+
+    def process(rows: list[torch.Tensor]) -> list[tuple[float, float]]:
+        result = engine.predict(torch.stack(rows), n_samples=128)
+        return list(zip(result.mean.tolist(), result.std.tolist(), strict=True))
+
+    batcher = make_batcher(process, on_batch=lambda size, seconds: sizes.append(size))
+    await batcher.start()
+    requests = [list(torch.randn(1 + k % 4, 12).unbind()) for k in range(24)]
+    answers = await asyncio.gather(*(batcher.submit(rows) for rows in requests))
+    await batcher.stop()
+    for rows, answer in zip(requests, answers, strict=True):
+        direct = engine.predict(torch.stack(rows), n_samples=128)
+        assert answer == list(zip(direct.mean.tolist(), direct.std.tolist(), strict=True))
+    assert max(sizes) > 4 and max(sizes) <= 8  # requests were coalesced, within the limit
+    assert sum(sizes) == sum(len(rows) for rows in requests)
+
+
+async def test_a_request_larger_than_the_batch_runs_on_its_own() -> None:
+    batches: list[list[int]] = []
+
+    def process(items: list[int]) -> list[int]:
+        batches.append(items)
+        return [2 * item for item in items]
+
+    batcher = make_batcher(process, max_batch_size=4)
+    await batcher.start()
+    big, small = await asyncio.gather(batcher.submit(list(range(10))), batcher.submit([100]))
+    await batcher.stop()
+    assert big == [2 * i for i in range(10)] and small == [200]
+    assert list(range(10)) in batches
+
+
+async def test_a_failure_reaches_every_waiter_and_the_batcher_keeps_running() -> None:
+    fail = True
+
+    def process(items: list[int]) -> list[int]:
+        if fail:
+            raise RuntimeError("engine exploded")
+        return items
+
+    batcher = make_batcher(process, max_batch_delay_us=50_000)
+    await batcher.start()
+    results = await asyncio.gather(*(batcher.submit([k]) for k in range(5)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in results)
+    fail = False
+    assert await batcher.submit([7, 8]) == [7, 8]
+    await batcher.stop()
+
+
+async def test_a_full_queue_answers_503_at_once() -> None:
+    release = threading.Event()
+
+    def process(items: list[int]) -> list[int]:
+        release.wait(timeout=10)
+        return items
+
+    batcher = make_batcher(process, max_batch_size=2, max_batch_delay_us=0, max_queue_size=3)
+    await batcher.start()
+    running = asyncio.create_task(batcher.submit([1, 2]))  # taken by the worker, not queued
+    await asyncio.sleep(0.05)
+    assert batcher.queue_depth == 0
+    queued = asyncio.create_task(batcher.submit([3, 4, 5]))
+    await asyncio.sleep(0.01)
+    assert batcher.queue_depth == 3
+    with pytest.raises(QueueFullError) as raised:
+        await batcher.submit([6])
+    assert isinstance(raised.value, UnavailableError)
+    assert raised.value.status_code == 503 and raised.value.retry_after_s >= 1
+    release.set()
+    assert await running == [1, 2] and await queued == [3, 4, 5]
+    await batcher.stop()
+
+
+async def test_a_cancelled_waiter_does_not_break_the_batch() -> None:
+    def process(items: list[int]) -> list[int]:
+        return [item + 1 for item in items]
+
+    batcher = make_batcher(process, max_batch_size=16, max_batch_delay_us=100_000)
+    await batcher.start()
+    tasks = [asyncio.create_task(batcher.submit([k, k])) for k in range(4)]
+    await asyncio.sleep(0.01)
+    tasks[1].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert [done[0], done[2], done[3]] == [[1, 1], [3, 3], [4, 4]]
+    assert await batcher.submit([9]) == [10]
+    await batcher.stop()
+
+
+async def test_stop_drains_the_queue_and_then_refuses() -> None:
+    def process(items: list[int]) -> list[int]:
+        return items
+
+    batcher = make_batcher(process, max_batch_size=2, max_batch_delay_us=100_000)
+    with pytest.raises(UnavailableError):
+        await batcher.submit([1])
+    await batcher.start()
+    tasks = [asyncio.create_task(batcher.submit([k])) for k in range(5)]
+    await asyncio.sleep(0)
+    await batcher.stop()
+    assert [await task for task in tasks] == [[k] for k in range(5)]
+    with pytest.raises(UnavailableError):
+        await batcher.submit([1])
+
+
+async def test_results_of_the_wrong_length_fail_the_batch() -> None:
+    batcher = make_batcher(lambda items: items[:-1])
+    await batcher.start()
+    with pytest.raises(RuntimeError):
+        await batcher.submit([1, 2])
+    await batcher.stop()
