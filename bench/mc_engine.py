@@ -1,0 +1,129 @@
+"""Benchmark the MC-dropout engine against the reference loop and against plain matmul.
+
+Run `python bench/mc_engine.py` (about 3 minutes) or `python bench/mc_engine.py --quick`.
+Everything is measured side by side in one run on 2 CPU threads; times are medians of repeats.
+"""
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.inference import BayesianMLP, MCDropoutEngine
+from app.inference.repository import ModelLoadError, latest_version_dir, load_model
+
+THREADS = 2
+
+
+def timed(fn: Callable[[], object], budget_s: float, max_reps: int) -> float:
+    """Median seconds of `fn` over repeats that fit the budget (one warm-up call first)."""
+    fn()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < max_reps and (not times or spent < budget_s):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return statistics.median(times)
+
+
+def reference_loop(model: BayesianMLP, x: torch.Tensor, n: int) -> None:
+    """The popular recipe: train mode, N forward passes, mean and std."""
+    model.train()
+    with torch.no_grad():
+        probs = torch.stack([torch.sigmoid(model(x)) for _ in range(n)])
+        probs.mean(dim=0), probs.std(dim=0)
+    model.eval()
+
+
+def useful_flops(model: BayesianMLP, batch: int, n: int) -> float:
+    """Multiply-adds x 2 the engine needs: prefix once, every later layer N times."""
+    widths = [model.in_features, *model.hidden, 1]
+    return (
+        2.0
+        * batch
+        * (widths[0] * widths[1] + n * sum(a * b for a, b in itertools.pairwise(widths[1:])))
+    )
+
+
+def matmul_limit(model: BayesianMLP, batch: int, n: int, budget_s: float) -> float:
+    """Seconds for plain torch.matmul of the same shapes (the practical limit)."""
+    widths = [model.in_features, *model.hidden, 1]
+    operands = [(torch.randn(batch, widths[0]), torch.randn(widths[0], widths[1]))]
+    for k, (a, b) in enumerate(itertools.pairwise(widths[1:])):
+        rows = batch if k == 0 and len(widths) == 3 else batch * n
+        cols = n if k == 0 and len(widths) == 3 else b
+        operands.append((torch.randn(rows, a), torch.randn(a, cols)))
+    return timed(lambda: [torch.matmul(a, b) for a, b in operands], budget_s, 50)
+
+
+def shipped_model() -> tuple[BayesianMLP, str]:
+    try:
+        loaded = load_model(latest_version_dir())
+        return loaded.model, f"model {loaded.version}"
+    except ModelLoadError:
+        torch.manual_seed(0)
+        return BayesianMLP(362, [256], 0.1), "random BayesianMLP(362, [256], p=0.1)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="N=50, B in {1, 256} only")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    ns = (50,) if args.quick else (50, 256, 1000)
+    batches = (1, 256) if args.quick else (1, 32, 256, 4096)
+    budget = 0.1 if args.quick else 0.4
+    model, name = shipped_model()
+    engine = MCDropoutEngine(model, device="cpu")
+    print(f"# {name}; torch {torch.__version__}; {THREADS} threads; load {os.getloadavg()[0]:.2f}")
+    head = (
+        f"{'N':>5} {'B':>5} | {'loop enc/s':>11} {'engine enc/s':>13} {'speed-up':>9} | "
+        f"{'engine GFLOP/s':>14} {'matmul GFLOP/s':>14} {'of limit':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    started = time.perf_counter()
+    for n in ns:
+        for batch in batches:
+            x = torch.randn(batch, model.in_features)
+            work = batch * n
+            loop_reps = 1 if work >= 256 * 256 else 5
+            t_loop = timed(lambda: reference_loop(model, x, n), budget, loop_reps)  # noqa: B023
+            t_engine = timed(lambda: engine.predict(x, n_samples=n), budget, 200)  # noqa: B023
+            t_mm = matmul_limit(model, batch, n, budget)
+            flops = useful_flops(model, batch, n)
+            print(
+                f"{n:>5} {batch:>5} | {batch / t_loop:>11,.1f} {batch / t_engine:>13,.1f} "
+                f"{t_loop / t_engine:>8.0f}x | {flops / t_engine / 1e9:>14.1f} "
+                f"{flops / t_mm / 1e9:>14.1f} {t_mm / t_engine:>8.0%}",
+                flush=True,
+            )
+    if not args.quick:
+        torch.manual_seed(0)
+        deep = BayesianMLP(model.in_features, [256, 256], 0.1)
+        deep_engine = MCDropoutEngine(deep, device="cpu")
+        print(f"\n# two dropout layers: BayesianMLP({model.in_features}, [256, 256], p=0.1)")
+        for n, batch in ((50, 256), (50, 4096)):
+            x = torch.randn(batch, deep.in_features)
+            t_engine = timed(lambda: deep_engine.predict(x, n_samples=n), budget, 20)  # noqa: B023
+            t_mm = matmul_limit(deep, batch, n, budget)
+            flops = useful_flops(deep, batch, n)
+            print(
+                f"N={n} B={batch}: engine {flops / t_engine / 1e9:.1f} GFLOP/s, "
+                f"matmul {flops / t_mm / 1e9:.1f} GFLOP/s, {t_mm / t_engine:.0%} of the limit"
+            )
+    print(f"\n# {time.perf_counter() - started:.0f} s; load {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
