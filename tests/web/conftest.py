@@ -115,7 +115,9 @@ def live_server(settings: Any) -> Iterator[LiveServer]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
+# NOTE: module scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, which async tests in later modules could not start under.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Debian Chromium through Playwright; skips when either is missing."""
     if not CHROMIUM.is_file() and shutil.which("chromium") is None:
