@@ -1,0 +1,64 @@
+"""The Predictor: one engine call per (n_samples, seed) group, calibration and the flag rule."""
+
+from typing import Any
+
+import pytest
+import torch
+
+from app.inference import MCDropoutEngine
+from app.inference.calibration import calibrate
+from app.inference.predictor import HIGH_UNCERTAINTY, Predictor, ScoringRequest, flag_reasons
+from app.inference.repository import load_model
+
+pytestmark = pytest.mark.data
+
+
+class CountingEngine:
+    def __init__(self, engine: MCDropoutEngine) -> None:
+        self.engine = engine
+        self.calls: list[tuple[int, int, int | None]] = []
+
+    def predict(self, x: torch.Tensor, *, n_samples: int, seed: int | None = None) -> Any:
+        self.calls.append((x.shape[0], n_samples, seed))
+        return self.engine.predict(x, n_samples=n_samples, seed=seed)
+
+
+def test_groups_calibrates_and_flags(model_dir, encounters) -> None:
+    loaded = load_model(model_dir)
+    engine = CountingEngine(MCDropoutEngine(loaded.model, device="cpu", default_seed=7))
+    predictor = Predictor(loaded, engine)
+    records = encounters[:6]
+    requests = [
+        ScoringRequest(records[0], 64),
+        ScoringRequest(records[1], 32, 5),
+        ScoringRequest(records[2], 64),
+        ScoringRequest(records[3], 32, 5),
+        ScoringRequest(records[4], 64, 9),
+        ScoringRequest(records[5], 64),
+    ]
+    out = predictor.predict(requests)
+    assert sorted(engine.calls) == sorted([(3, 64, None), (2, 32, 5), (1, 64, 9)])
+    assert [p.n_samples for p in out] == [64, 32, 64, 32, 64, 64]
+    assert [p.seed for p in out] == [7, 5, 7, 5, 9, 7]
+    alone = predictor.predict([ScoringRequest(records[2], 64)])[0]
+    assert alone == out[2]  # same answer whatever it was grouped with
+    raw = engine.engine.predict(
+        torch.from_numpy(loaded.spec.encode({k: [v] for k, v in _columns(records[2]).items()})),
+        n_samples=64,
+    )
+    expected = calibrate(raw.mean.double().numpy(), loaded.card["calibration"])[0]
+    assert out[2].probability == pytest.approx(float(expected))
+    for p in out:
+        assert p.flagged == (p.std > p.threshold) == (p.reasons == (HIGH_UNCERTAINTY,))
+        assert p.model_version == "test-0.1"
+
+
+def _columns(record: dict[str, Any]) -> dict[str, Any]:
+    from app.features import columns_from_records
+
+    return {k: v[0] for k, v in columns_from_records([record]).items()}
+
+
+def test_flag_rule_is_strictly_above_the_threshold() -> None:
+    assert flag_reasons(std=0.05, threshold=0.05) == ()
+    assert flag_reasons(std=0.0501, threshold=0.05) == (HIGH_UNCERTAINTY,)
