@@ -47,7 +47,26 @@ OUTCOME_WORDS: Final = {
     "override": "Override the model",
     "needs_follow_up": "Needs follow-up",
 }
-REASON_WORDS: Final = {"high_uncertainty": "High uncertainty"}
+REASON_WORDS: Final = {
+    "high_uncertainty": "High uncertainty",
+    "out_of_distribution:novelty": "Unlike the training data",
+}
+OOD_PREFIX: Final = "out_of_distribution:"
+FIELD_WORDS: Final = {
+    "age": "age",
+    "time_in_hospital": "length of stay",
+    "number_inpatient": "prior inpatient visits",
+    "number_emergency": "prior emergency visits",
+    "number_outpatient": "prior outpatient visits",
+    "num_medications": "medications",
+    "num_lab_procedures": "lab procedures",
+    "num_procedures": "procedures",
+    "number_diagnoses": "number of diagnoses",
+    "diag_1": "primary diagnosis",
+    "diag_2": "secondary diagnosis",
+    "diag_3": "additional diagnosis",
+    "medical_specialty": "admitting specialty",
+}
 
 
 @dataclass(frozen=True)
@@ -154,12 +173,22 @@ def a1c(value: Any) -> str:
 
 def medication_change(value: Any) -> str:
     """The `change` column in words."""
-    return {"Ch": "Changed", "No": "No change"}.get(value, NOT_RECORDED)
+    return {"Ch": "Changed", "No": "No change"}.get(str(value), NOT_RECORDED)
 
 
 def medications(encounter: Mapping[str, Any], direction: str) -> list[str]:
     """Medications whose dose went `direction` ('Up' or 'Down')."""
     return [name for name in MEDICATION_COLUMNS if encounter.get(name) == direction]
+
+
+def reason(code: str) -> str:
+    """A flag reason in words: 'out_of_distribution:diag_1' -> 'Unusual primary diagnosis'."""
+    if code in REASON_WORDS:
+        return REASON_WORDS[code]
+    if code.startswith(OOD_PREFIX):
+        field = code.removeprefix(OOD_PREFIX)
+        return f"Unusual {FIELD_WORDS.get(field, field.replace('_', ' '))}"
+    return code.replace("_", " ").capitalize()
 
 
 def uncertainty(probability: float, std: float, threshold: float) -> Uncertainty:
@@ -190,7 +219,7 @@ def case_view(item: ReviewItem) -> CaseView:
     """Present one review item."""
     e = item.encounter
     chart = uncertainty(item.probability, item.std, item.threshold)
-    reasons = [REASON_WORDS.get(r, r.replace("_", " ").capitalize()) for r in item.reasons]
+    reasons = [reason(r) for r in item.reasons]
     summary = [
         Field("Age", age_band(e.get("age"))),
         Field("Length of stay", days(e.get("time_in_hospital"))),
@@ -208,10 +237,7 @@ def case_view(item: ReviewItem) -> CaseView:
         Field("Medications during stay", _plain(e.get("num_medications"))),
         Field("Lab procedures", _plain(e.get("num_lab_procedures"))),
         Field("Procedures", _plain(e.get("num_procedures"))),
-        Field(
-            "On diabetes medication",
-            {"Yes": "Yes", "No": "No"}.get(e.get("diabetesMed"), NOT_RECORDED),
-        ),
+        Field("On diabetes medication", _plain(e.get("diabetesMed"))),
         Field("Admitting specialty", _plain(e.get("medical_specialty"))),
         Field("Sex", _plain(e.get("gender"))),
     ]

@@ -14,6 +14,7 @@ from app.web.present import (
     days,
     diagnosis,
     event_view,
+    reason,
     uncertainty,
 )
 
@@ -124,3 +125,11 @@ def test_event_view() -> None:
     )  # fmt: skip
     assert event_view(queued).change == "Flagged and queued"
     assert event_view(done).change == "Resolved: Needs follow-up"
+
+
+def test_reasons_in_words() -> None:
+    assert reason("high_uncertainty") == "High uncertainty"
+    assert reason("out_of_distribution:novelty") == "Unlike the training data"
+    assert reason("out_of_distribution:time_in_hospital") == "Unusual length of stay"
+    assert reason("out_of_distribution:A1Cresult") == "Unusual A1Cresult"
+    assert reason("something_new") == "Something new"
