@@ -111,7 +111,8 @@ class FeatureSpec:
         """Fit stats and vocabularies on training columns."""
         numeric = []
         for name in COUNT_COLUMNS:
-            present = np.array([float(v) for v in columns[name] if not is_missing(v)], dtype=np.float64)
+            values = [v for v in columns[name] if v is not None and not is_missing(v)]
+            present = np.array([float(v) for v in values], dtype=np.float64)
             if present.size == 0:
                 raise ValueError(f"column {name!r} has no values to fit on")
             log = name in LOG_COUNT_COLUMNS
