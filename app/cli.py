@@ -12,24 +12,45 @@ from pathlib import Path
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train, evaluate and calibrate a model from the data")
-    train.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
-    train.add_argument("--out", type=Path, default=None, help="model folder (default: a new version)")
+    train.add_argument(
+        "--data", type=Path, required=True, help="published-format CSV (plain or .gz)"
+    )
+    train.add_argument(
+        "--out", type=Path, default=None, help="model folder (default: a new version)"
+    )
     train.add_argument("--seed", type=int, default=20261127, help="seed for split, init and MC")
     train.add_argument("--max-rows", type=int, default=None, help="use only the first N rows")
-    train.add_argument("--epochs", type=int, default=None, help="most epochs (default: the recipe's)")
+    train.add_argument(
+        "--epochs", type=int, default=None, help="most epochs (default: the recipe's)"
+    )
     train.add_argument("--review-rate", type=float, default=0.10, help="target share flagged")
     train.add_argument("--no-report", action="store_true", help="skip baselines and the report")
+    train.add_argument("--n-samples", type=int, default=None, help="MC samples stored in the card")
+    train.add_argument(
+        "--threads", type=int, default=2, help="torch threads (fixed for determinism)"
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(handler="app.training.commands:train")
 
     evaluate = sub.add_parser("evaluate", help="score a data file and print metrics as JSON")
-    evaluate.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="published-format CSV (plain or .gz)"
+    )
     evaluate.add_argument("--model", type=Path, default=None, help="model folder (default: newest)")
-    evaluate.add_argument("--n-samples", type=int, default=None, help="MC samples (default: card's)")
+    evaluate.add_argument(
+        "--n-samples", type=int, default=None, help="MC samples (default: card's)"
+    )
     evaluate.set_defaults(handler="app.training.commands:evaluate")
 
-    calibrate = sub.add_parser("calibrate", help="re-derive the uncertainty threshold, no retraining")
-    calibrate.add_argument("--data", type=Path, required=True, help="published-format CSV (plain or .gz)")
-    calibrate.add_argument("--model", type=Path, default=None, help="model folder (default: newest)")
+    calibrate = sub.add_parser(
+        "calibrate", help="re-derive the uncertainty threshold, no retraining"
+    )
+    calibrate.add_argument(
+        "--data", type=Path, required=True, help="published-format CSV (plain or .gz)"
+    )
+    calibrate.add_argument(
+        "--model", type=Path, default=None, help="model folder (default: newest)"
+    )
     calibrate.add_argument("--review-rate", type=float, required=True, help="target share flagged")
     calibrate.set_defaults(handler="app.training.commands:calibrate")
 

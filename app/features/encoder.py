@@ -119,7 +119,9 @@ class FeatureSpec:
             x = np.log1p(np.maximum(present, 0.0)) if log else present
             std = float(x.std()) or 1.0
             numeric.append(
-                NumericStat(name, float(x.mean()), std, log, float(present.min()), float(present.max()))
+                NumericStat(
+                    name, float(x.mean()), std, log, float(present.min()), float(present.max())
+                )
             )
         vocabularies: dict[str, tuple[str, ...]] = {}
         observed: dict[str, tuple[str, ...]] = {}

@@ -5,7 +5,9 @@ from typing import Final
 
 # 3-digit numeric codes with up to two decimals, V codes (V01-V91) and E codes (E000-E999).
 # The published data drops leading zeros ("8" for 008), so 1-3 digits are accepted.
-ICD9_PATTERN: Final = re.compile(r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$")
+ICD9_PATTERN: Final = re.compile(
+    r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$"
+)
 
 # (upper bound inclusive, chapter) for numeric codes, in order.
 _NUMERIC_CHAPTERS: Final = (

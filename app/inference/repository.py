@@ -114,7 +114,9 @@ def load_model(directory: Path) -> LoadedModel:
     try:
         arch = card["architecture"]
         spec = FeatureSpec.from_dict(card["feature_spec"])
-        model = BayesianMLP(int(arch["in_features"]), [int(h) for h in arch["hidden"]], float(arch["p"]))
+        model = BayesianMLP(
+            int(arch["in_features"]), [int(h) for h in arch["hidden"]], float(arch["p"])
+        )
         model.load_state_dict(load_file(str(weights)))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"model at {directory} does not match its card: {exc}") from exc
@@ -124,4 +126,3 @@ def load_model(directory: Path) -> LoadedModel:
         )
     model.eval()
     return LoadedModel(model=model, spec=spec, card=card, directory=directory)
-
