@@ -1,0 +1,133 @@
+"""PostgreSQL stops mid-load: quick 503s, no 200 for an unstored flagged case, self-recovery."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+
+from app.review.models import ReviewItem
+from bench.harness import postgres, postgres_bindir, prepare_database, triage_serve
+
+pytestmark = [pytest.mark.data, pytest.mark.postgres, pytest.mark.slow]
+
+TIMEOUT_S = 2.0
+LOOPS = 4
+HEALTHY_S, OUTAGE_S, RECOVERY_LIMIT_S = 2.0, 4.0, 20.0
+
+
+@dataclass
+class Answer:
+    started: float
+    ended: float
+    status: int
+    body: dict[str, Any]
+    retry_after: str | None
+
+
+@dataclass
+class Timeline:
+    stopped: float = 0.0  # pg_ctl stop returned: nothing is listening
+    restarting: float = 0.0  # pg_ctl start called
+    restarted: float = 0.0  # pg_ctl start returned: accepting connections
+    ready_during_outage: int = 0
+    ready_after: int = 0
+
+
+async def _drive(base_url: str, key: str, rows: list[dict[str, Any]], pg: Any) -> Any:
+    answers: list[Answer] = []
+    timeline = Timeline()
+    stop = asyncio.Event()
+    counter = 0
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
+        async def loop() -> None:
+            nonlocal counter
+            while not stop.is_set():
+                counter += 1
+                body = {**rows[counter % len(rows)], "encounter_id": f"outage-{counter}"}
+                started = time.monotonic()
+                response = await client.post("/predict", json=body, headers=headers)
+                answers.append(
+                    Answer(
+                        started,
+                        time.monotonic(),
+                        response.status_code,
+                        response.json(),
+                        response.headers.get("retry-after"),
+                    )
+                )
+
+        loops = [asyncio.create_task(loop()) for _ in range(LOOPS)]
+        await asyncio.sleep(HEALTHY_S)
+        await asyncio.to_thread(pg.stop, "fast")
+        timeline.stopped = time.monotonic()
+        await asyncio.sleep(OUTAGE_S / 2)
+        timeline.ready_during_outage = (await client.get("/readyz")).status_code
+        await asyncio.sleep(OUTAGE_S / 2)
+        timeline.restarting = time.monotonic()
+        await asyncio.to_thread(pg.start)
+        timeline.restarted = time.monotonic()
+        deadline = timeline.restarted + RECOVERY_LIMIT_S
+        while time.monotonic() < deadline:
+            recent = [a for a in answers if a.started > timeline.restarted]
+            if sum(a.status == 200 for a in recent) >= 20:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*loops), 60)
+        timeline.ready_after = (await client.get("/readyz")).status_code
+    return answers, timeline
+
+
+def test_database_stops_mid_load_and_comes_back(
+    model_dir: Path, tmp_path: Path, encounters: list[dict[str, Any]]
+) -> None:
+    if postgres_bindir() is None:
+        pytest.skip("no PostgreSQL binaries (install Debian's postgresql)")
+    with postgres() as pg:
+        keys = prepare_database(pg.url)
+        env = {"TRIAGE_DATABASE_TIMEOUT_S": str(TIMEOUT_S)}
+        with triage_serve(
+            database_url=pg.url, model_dir=model_dir, log_dir=tmp_path, extra_env=env
+        ) as server:
+            answers, t = asyncio.run(_drive(server.base_url, keys["ehr"], encounters, pg))
+        engine = create_engine(pg.url)
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(ReviewItem.encounter_id, ReviewItem.id)).all())
+        engine.dispose()
+
+    statuses = {a.status for a in answers}
+    assert statuses <= {200, 503}, statuses
+    before = [a for a in answers if a.ended < t.stopped - 1.0]
+    outage = [a for a in answers if a.started > t.stopped and a.ended < t.restarting]
+    after = [a for a in answers if a.started > t.restarted]
+    assert before and all(a.status == 200 for a in before)
+    # Nothing listens: every request of the outage is a quick 503 the EHR can retry.
+    assert outage and all(a.status == 503 for a in outage)
+    assert all(a.retry_after and int(a.retry_after) >= 1 for a in answers if a.status == 503)
+    assert all("database" in a.body["detail"] for a in answers if a.status == 503)
+    slowest = max(a.ended - a.started for a in answers)
+    assert slowest < TIMEOUT_S + 2.0, f"a request took {slowest:.1f} s"
+    # Recovery without a restart of the service.
+    first_ok = min(a.ended for a in after if a.status == 200)
+    assert first_ok - t.restarted < 10.0
+    assert t.ready_during_outage == 503 and t.ready_after == 200
+    # Every flagged 200 has its item; no item exists without a flagged 200.
+    flagged = {
+        a.body["encounter_id"]: a.body["review_item_id"]
+        for a in answers
+        if a.status == 200 and a.body["flagged"]
+    }
+    assert flagged and stored == flagged
+    print(
+        f"\n{len(answers)} answers: {len(outage)} during the outage (all 503), slowest "
+        f"{slowest * 1000:.0f} ms, first 200 {(first_ok - t.restarted) * 1000:.0f} ms after "
+        f"restart, {len(flagged)} flagged = {len(stored)} items"
+    )
