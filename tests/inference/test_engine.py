@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from app.inference import BayesianMLP, MCDropoutEngine
+from app.inference.engine import _rows_per_chunk
 
 FIELDS = ("mean", "std", "std_standard_error", "mutual_information")
 
@@ -122,11 +123,11 @@ def test_an_encounter_gets_the_same_bits_in_any_batch(shape: str, n: int) -> Non
     target = torch.randn(1, in_features, generator=gen)
     alone = engine.predict(target, n_samples=n)
     assert (alone.std > 0).all()
-    # NOTE: 131 and 1024 rows are chunk sizes at N = 1000 and N = 50; the positions straddle
+    # NOTE: 524 and 2048 rows are chunk sizes at N = 1000 and N = 50; the positions straddle
     # chunk boundaries, the last partial chunk and the one-row padding case.
-    cases = [(2, [0, 1]), (3, [2]), (64, [0, 37, 63]), (300, [130, 131, 299])]
+    cases = [(2, [0, 1]), (3, [2]), (64, [0, 37, 63]), (600, [523, 524, 599])]
     if shape == "shipped" or n <= 50:  # NOTE: keeps the module fast; 4096 x 1000 deep is slow
-        cases.append((4096, [0, 1023, 1024, 2000, 4095]))
+        cases.append((4096, [0, 2047, 2048, 3000, 4095]))
     for size, positions in cases:
         batch = torch.randn(size, in_features, generator=gen)
         for position in positions:
@@ -135,7 +136,7 @@ def test_an_encounter_gets_the_same_bits_in_any_batch(shape: str, n: int) -> Non
             result = engine.predict(batch_with, n_samples=n)
             assert_same(alone, result, rows=position)
     # The tail encounter of a batch whose last chunk holds a single row.
-    rows = max(2, min(1024, (1 << 17) // n))
+    rows = _rows_per_chunk(n)
     batch = torch.randn(rows + 1, in_features, generator=gen)
     batch[-1] = target[0]
     assert_same(alone, engine.predict(batch, n_samples=n), rows=rows)
