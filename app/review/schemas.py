@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.review.models import Outcome, ReviewStatus
 
-SortKey = Literal["std", "age"]
+SortKey = Literal["std", "newest", "age"]
 
 
 class ReviewEventOut(BaseModel):

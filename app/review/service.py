@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -171,6 +171,14 @@ def _conflict_message(item: ReviewItem, action: str) -> str:
     return f"review item {item.id} is pending: claim it before you {action} it"
 
 
+# Sort key -> (column, descending); the id breaks ties so keyset pages never skip or repeat.
+_ORDERS: Final = {
+    "std": (ReviewItem.std, True),
+    "newest": (ReviewItem.created_at, True),
+    "age": (ReviewItem.created_at, False),
+}
+
+
 def list_items(
     *,
     session: Session,
@@ -182,7 +190,7 @@ def list_items(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[ReviewItem], str | None]:
-    """One page of items (keyset pagination): std descending, or age (oldest first)."""
+    """One page of items (keyset pagination): std descending, newest first, or oldest first."""
     query = select(ReviewItem)
     if status is not None:
         query = query.where(ReviewItem.status == status.value)
@@ -192,25 +200,23 @@ def list_items(
         query = query.where(ReviewItem.created_at >= _aware(since))
     if model_version is not None:
         query = query.where(ReviewItem.model_version == model_version)
-    if sort == "std":
-        query = query.order_by(ReviewItem.std.desc(), ReviewItem.id.desc())
-        if cursor is not None:
-            std, last_id = _decode_cursor(cursor, sort)
-            query = query.where(tuple_(ReviewItem.std, ReviewItem.id) < tuple_(float(std), last_id))
+    column, descending = _ORDERS[sort]
+    if descending:
+        query = query.order_by(column.desc(), ReviewItem.id.desc())
     else:
-        query = query.order_by(ReviewItem.created_at, ReviewItem.id)
-        if cursor is not None:
-            at, last_id = _decode_cursor(cursor, sort)
-            when = datetime.fromisoformat(str(at))
-            query = query.where(
-                tuple_(ReviewItem.created_at, ReviewItem.id) > tuple_(when, last_id)
-            )
+        query = query.order_by(column, ReviewItem.id)
+    if cursor is not None:
+        key, last_id = _decode_cursor(cursor, sort)
+        value = float(key) if sort == "std" else datetime.fromisoformat(str(key))
+        seek = tuple_(column, ReviewItem.id)
+        start = tuple_(value, last_id)
+        query = query.where(seek < start if descending else seek > start)
     rows = list(session.scalars(query.limit(limit + 1)))
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    key: float | str = last.std if sort == "std" else last.created_at.isoformat()
-    return rows[:limit], _encode_cursor(sort, key, last.id)
+    next_key: float | str = last.std if sort == "std" else last.created_at.isoformat()
+    return rows[:limit], _encode_cursor(sort, next_key, last.id)
 
 
 def _aware(moment: datetime) -> datetime:

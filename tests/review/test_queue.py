@@ -83,7 +83,12 @@ async def test_resolve_needs_a_claim_and_a_known_item(client, keys, flag_split) 
 
 async def test_keyset_pages_cover_the_queue_once(client, keys, flag_split) -> None:
     queued = await _queue(client, keys, flag_split[0][:25])
-    for sort, order in (("std", lambda i: (-i["std"], -i["id"])), ("age", lambda i: i["id"])):
+    orders = (
+        ("std", lambda i: (-i["std"], -i["id"])),
+        ("newest", lambda i: -i["id"]),
+        ("age", lambda i: i["id"]),
+    )
+    for sort, order in orders:
         seen: list[dict] = []
         cursor = None
         while True:
