@@ -39,8 +39,13 @@ class Encounter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
 
-    encounter_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
-        description="The EHR's id for the encounter; also the idempotency key of the review queue."
+    encounter_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    ] = Field(
+        description=(
+            "The EHR's id for the encounter (no control characters); also the idempotency key "
+            "of the review queue."
+        )
     )
     patient_nbr: Annotated[int | None, Field(ge=0, le=2**63 - 1, strict=True)] = None
     race: Literal["AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other"] | None = None

@@ -5,11 +5,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import UnavailableError
+from app.core.errors import BadRequestError, UnavailableError
 
 # Errors that mean "the database cannot take this now" rather than "this request is wrong".
 UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -67,6 +67,13 @@ class Database:
             except UNAVAILABLE_ERRORS as exc:
                 session.rollback()
                 raise UnavailableError("the database is unavailable; retry shortly") from exc
+            except DataError as exc:
+                # NOTE: a value the database refuses (PostgreSQL: a NUL character in text) is
+                # the caller's input, not a server fault.
+                session.rollback()
+                raise BadRequestError(
+                    "a value in the request cannot be stored (for example a NUL character)"
+                ) from exc
 
     def ping(self) -> bool:
         """Tell whether the database answers a trivial query."""
