@@ -14,6 +14,7 @@ import torch
 
 from app.features.encoder import columns_from_records
 from app.inference.calibration import calibrate
+from app.inference.guard import DomainGuard
 from app.inference.repository import LoadedModel
 
 HIGH_UNCERTAINTY: Final = "high_uncertainty"
@@ -59,13 +60,19 @@ class Prediction:
     n_samples: int
     seed: int
     model_version: str
+    # The domain guard's novelty score and its threshold; None for a card without a guard.
+    novelty: float | None = None
+    novelty_threshold: float | None = None
 
 
-def flag_reasons(*, std: float, threshold: float) -> tuple[str, ...]:
+def flag_reasons(
+    *, std: float, threshold: float, guard_reasons: Sequence[str] = ()
+) -> tuple[str, ...]:
     """Every reason a case needs review, empty when none (the one place flags are decided)."""
     reasons: list[str] = []
     if std > threshold:
         reasons.append(HIGH_UNCERTAINTY)
+    reasons.extend(guard_reasons)
     return tuple(reasons)
 
 
@@ -84,6 +91,8 @@ class Predictor:
         self.default_n_samples = int(default_n_samples or mc.get("n_samples", 256))
         self.default_seed = int(mc.get("seed", 0))
         self.calibration = card.get("calibration")
+        guard = card.get("domain_guard")
+        self.guard = DomainGuard.from_dict(guard, loaded.model) if guard else None
         if not math.isfinite(self.threshold) or self.threshold < 0:
             raise ValueError(f"model card threshold {self.threshold!r} is not a finite std")
 
@@ -102,7 +111,10 @@ class Predictor:
     def _score(
         self, records: Sequence[Mapping[str, Any]], n_samples: int, seed: int | None
     ) -> list[Prediction]:
-        x = torch.from_numpy(self.loaded.spec.encode(columns_from_records(records)))
+        columns = columns_from_records(records)
+        x = torch.from_numpy(self.loaded.spec.encode(columns))
+        checked = self.guard.check_columns(columns, x) if self.guard is not None else None
+        guard_reasons = checked.reasons() if checked is not None else [[]] * len(records)
         result = self.engine.predict(x, n_samples=n_samples, seed=seed)
         mean = result.mean.detach().cpu().double().numpy()
         std = result.std.detach().cpu().double().numpy()
@@ -112,7 +124,9 @@ class Predictor:
         used_seed = int(result.seed) if result.seed is not None else self.default_seed
         predictions = []
         for k in range(len(records)):
-            reasons = flag_reasons(std=float(std[k]), threshold=self.threshold)
+            reasons = flag_reasons(
+                std=float(std[k]), threshold=self.threshold, guard_reasons=guard_reasons[k]
+            )
             predictions.append(
                 Prediction(
                     probability=float(probability[k]),
@@ -125,6 +139,8 @@ class Predictor:
                     n_samples=int(result.n_samples),
                     seed=used_seed,
                     model_version=self.model_version,
+                    novelty=None if checked is None else float(checked.novelty[k]),
+                    novelty_threshold=None if checked is None else checked.novelty_threshold,
                 )
             )
         return predictions

@@ -23,7 +23,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.db.session import UNAVAILABLE_ERRORS, Database
-from app.inference.predictor import Prediction
+from app.inference.guard import NOVELTY_REASON, OOD_PREFIX
+from app.inference.predictor import HIGH_UNCERTAINTY, Prediction
 from app.review.models import ReviewItem, ReviewStatus
 
 # NOTE: MC-dropout stds of a well-trained model sit mostly in 0.005-0.1, so the buckets are
@@ -38,6 +39,21 @@ INFERENCE_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# NOTE: the novelty score is observed as a multiple of the card's novelty threshold (1 = the
+# flag line), so buckets and alerts mean the same for every model version and hidden width.
+NOVELTY_BUCKETS: Final = (
+    0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0,
+)  # fmt: skip
+# Flag reasons as counted: per-column out-of-distribution reasons share one label value, so the
+# label set stays bounded whatever a request holds.
+FLAG_REASON_LABELS: Final = (HIGH_UNCERTAINTY, NOVELTY_REASON, OOD_PREFIX + "feature")
+
+
+def reason_label(reason: str) -> str:
+    """Map a flag reason to its bounded metric label."""
+    if reason in (HIGH_UNCERTAINTY, NOVELTY_REASON):
+        return reason
+    return OOD_PREFIX + "feature" if reason.startswith(OOD_PREFIX) else "other"
 
 
 def multiprocess_dir() -> str | None:
@@ -69,6 +85,19 @@ class Metrics:
             "triage_predictions",
             "Encounters scored, by whether they were flagged for review.",
             ["model_version", "flagged"],
+            registry=r,
+        )
+        self.flag_reasons = Counter(
+            "triage_flag_reasons",
+            "Flagged encounters by reason (a case with several reasons counts once for each).",
+            ["model_version", "reason"],
+            registry=r,
+        )
+        self.novelty = Histogram(
+            "triage_novelty_score",
+            "Domain-guard novelty score of each prediction, as a multiple of its flag threshold.",
+            ["model_version"],
+            buckets=NOVELTY_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
@@ -119,6 +148,10 @@ class Metrics:
             self.prediction_std.labels(p.model_version).observe(p.std)
             self.prediction_probability.labels(p.model_version).observe(p.probability)
             self.predictions.labels(p.model_version, str(p.flagged).lower()).inc()
+            for label in sorted({reason_label(r) for r in p.reasons}):
+                self.flag_reasons.labels(p.model_version, label).inc()
+            if p.novelty is not None and p.novelty_threshold:
+                self.novelty.labels(p.model_version).observe(p.novelty / p.novelty_threshold)
 
     def observe_batch(self, *, model_version: str, size: int, seconds: float) -> None:
         """Record one engine call."""
@@ -128,6 +161,8 @@ class Metrics:
     def set_model(self, *, version: str, n_samples: int, threshold: float) -> None:
         """Publish the served model's identity."""
         self.model_info.labels(version, str(n_samples), repr(threshold)).set(1)
+        for label in FLAG_REASON_LABELS:
+            self.flag_reasons.labels(version, label)  # NOTE: a zero series from the start
 
 
 class ReviewQueueCollector(Collector):

@@ -127,3 +127,38 @@ def test_referral_score_is_above_one_exactly_when_flagged(fitted: dict[str, Any]
     std = np.random.default_rng(2).gamma(2.0, 0.01, len(fitted["held"]))
     score = referral_score(std, 0.03, result)
     assert np.array_equal(score > 1.0, (std > 0.03) | result.flagged)
+
+
+def test_predictor_and_metrics_carry_the_guard_reasons(fitted: dict[str, Any]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from app.inference import MCDropoutEngine
+    from app.inference.predictor import Predictor, ScoringRequest
+    from app.inference.repository import LoadedModel
+    from app.observability.metrics import Metrics
+
+    card = {
+        "version": "guard-test",
+        "uncertainty": {"threshold": 1.0},  # std never crosses it: only the guard flags
+        "mc": {"n_samples": 16, "seed": 1},
+        "domain_guard": fitted["guard"].to_dict(),
+    }
+    loaded = LoadedModel(fitted["model"], fitted["spec"], card, Path("."))
+    predictor = Predictor(loaded, MCDropoutEngine(fitted["model"], device="cpu"))
+    odd = {**fitted["held"][0], "race": "Martian", "num_medications": 10_000}
+    normal, flagged = predictor.predict(
+        [ScoringRequest(fitted["held"][1], 16), ScoringRequest(odd, 16)]
+    )
+    assert flagged.flagged and "out_of_distribution:race" in flagged.reasons
+    assert NOVELTY_REASON in flagged.reasons and flagged.novelty > flagged.novelty_threshold
+    assert normal.novelty is not None
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.observe_predictions([normal, flagged])
+    count = registry.get_sample_value
+    labels = {"model_version": "guard-test"}
+    assert count("triage_flag_reasons_total", labels | {"reason": NOVELTY_REASON}) == 1
+    assert (
+        count("triage_flag_reasons_total", labels | {"reason": "out_of_distribution:feature"}) == 1
+    )
+    assert count("triage_novelty_score_count", labels) == 2
