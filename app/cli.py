@@ -26,9 +26,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--review-rate", type=float, default=0.10, help="target share flagged")
     train.add_argument("--no-report", action="store_true", help="skip baselines and the report")
     train.add_argument("--n-samples", type=int, default=None, help="MC samples stored in the card")
-    train.add_argument(
-        "--threads", type=int, default=2, help="torch threads (fixed for determinism)"
-    )
+    train.add_argument("--threads", type=int, default=1, help="CPU threads (fixed: determinism)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(handler="app.training.commands:train")
 
@@ -40,6 +38,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--n-samples", type=int, default=None, help="MC samples (default: card's)"
     )
+    evaluate.add_argument("--threads", type=int, default=1, help="CPU threads")
     evaluate.set_defaults(handler="app.training.commands:evaluate")
 
     calibrate = sub.add_parser(
@@ -52,6 +51,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         "--model", type=Path, default=None, help="model folder (default: newest)"
     )
     calibrate.add_argument("--review-rate", type=float, required=True, help="target share flagged")
+    calibrate.add_argument("--threads", type=int, default=1, help="CPU threads")
     calibrate.set_defaults(handler="app.training.commands:calibrate")
 
 

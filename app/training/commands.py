@@ -1,0 +1,155 @@
+"""Handlers of `triage train`, `triage evaluate` and `triage calibrate` (argparse Namespace in)."""
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.inference.calibration import calibrate as apply_calibration
+from app.inference.repository import (
+    DEFAULT_REPOSITORY,
+    LoadedModel,
+    ModelLoadError,
+    latest_version_dir,
+    load_model,
+    write_card,
+)
+from app.training.calibration import fit_threshold, flag
+from app.training.data import SPLITS, load_dataset, split_assignment
+from app.training.evaluation import mc_scores
+from app.training.metrics import auprc, auroc, brier, ece
+from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
+
+log = logging.getLogger("app.training")
+
+
+def _setup_logging() -> None:
+    # NOTE: logs and progress go to stderr; stdout carries only the machine-readable result.
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    torch.set_num_threads(max(1, int(getattr(args, "threads", None) or 1)))
+
+
+def _load(directory: Path | None) -> LoadedModel:
+    return load_model(directory or latest_version_dir(DEFAULT_REPOSITORY))
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train a model version from a data file and print its folder."""
+    _setup_logging()
+    options = TrainOptions(
+        data=args.data,
+        out=args.out,
+        seed=args.seed,
+        max_rows=args.max_rows,
+        epochs=args.epochs,
+        review_rate=args.review_rate,
+        report=not args.no_report,
+        n_samples=getattr(args, "n_samples", None) or DEFAULT_N_SAMPLES,
+        threads=getattr(args, "threads", None) or 1,
+        progress=not getattr(args, "no_progress", False),
+    )
+    out, card = run_training(options)
+    m = card["metrics"]
+    log.info(
+        "test: AUROC %.4f, Brier %.4f, ECE %.4f, flag rate %.2f%%",
+        m["auroc"], m["brier"], m["ece"], 100 * m["flag_rate"],
+    )  # fmt: skip
+    print(out)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score every usable encounter of a file and print one JSON object of metrics."""
+    _setup_logging()
+    _set_threads(args)
+    try:
+        loaded = _load(args.model)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    dataset = load_dataset(args.data)
+    log.info(
+        "%s: %d rows, %d death/hospice skipped, %d unlabelled skipped, %d scored",
+        args.data, dataset.rows_read, dataset.excluded_death_hospice,
+        dataset.excluded_unlabelled, len(dataset),
+    )  # fmt: skip
+    mc = loaded.card["mc"]
+    n_samples = int(args.n_samples or mc["n_samples"])
+    x = loaded.spec.encode(dataset.columns())
+    scores = mc_scores(loaded.model, x, n_samples=n_samples, seed=int(mc["seed"]))
+    p = apply_calibration(scores.mean, loaded.card.get("calibration"))
+    y = dataset.labels
+    threshold = float(loaded.card["uncertainty"]["threshold"])
+    empty = len(y) == 0
+    result: dict[str, Any] = {
+        "n": len(y),
+        "positives": int(y.sum()),
+        "auroc": _finite(auroc(y, p)),
+        "auprc": _finite(auprc(y, p)),
+        "brier": None if empty else brier(y, p),
+        "ece": None if empty else _finite(ece(y, p)),
+        "flag_rate": None if empty else float(flag(scores.std, threshold).mean()),
+        "mc_samples": n_samples,
+        "model_version": loaded.version,
+        "excluded_death_hospice": dataset.excluded_death_hospice,
+        "excluded_unlabelled": dataset.excluded_unlabelled,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """Re-derive the uncertainty threshold on the validation split, without retraining."""
+    _setup_logging()
+    _set_threads(args)
+    try:
+        loaded = _load(args.model)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    card = dict(loaded.card)
+    dataset = load_dataset(args.data)
+    split = split_assignment(dataset.frame, int(card["data"]["split_seed"]))
+    x = loaded.spec.encode(dataset.columns())
+    mc = card["mc"]
+    scores = mc_scores(loaded.model, x, n_samples=int(mc["n_samples"]), seed=int(mc["seed"]))
+    validation = split == SPLITS.index("validation")
+    try:
+        uncertainty = fit_threshold(scores.std[validation], args.review_rate)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    uncertainty["data_sha256"] = dataset.sha256
+    card["uncertainty"] = uncertainty
+    test = split == SPLITS.index("test")
+    test_rate = None
+    if test.any():
+        test_rate = float(flag(scores.std[test], uncertainty["threshold"]).mean())
+    if dataset.sha256 == card["data"]["sha256"] and test_rate is not None:
+        # NOTE: the card's test metrics stay true only when the threshold came from the same data.
+        card["metrics"] = {**card["metrics"], "flag_rate": test_rate}
+    write_card(loaded.directory, card)
+    log.info(
+        "threshold %.5f flags %.2f%% of validation, %s of test",
+        uncertainty["threshold"], 100 * uncertainty["validation_flag_rate"],
+        "n/a" if test_rate is None else f"{100 * test_rate:.2f}%",
+    )  # fmt: skip
+    print(json.dumps({"model_version": loaded.version, **uncertainty, "test_flag_rate": test_rate}))
+    return 0

@@ -1,0 +1,36 @@
+"""MC-dropout scoring of encoded encounters with the serving engine, and its summaries."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from app.inference import BayesianMLP, MCDropoutEngine
+
+
+@dataclass(frozen=True)
+class MCScores:
+    """Uncalibrated MC-mean probability and MC std per encounter."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def mc_scores(model: BayesianMLP, x: np.ndarray, *, n_samples: int, seed: int) -> MCScores:
+    """Score encounters with the same MC-dropout engine the service uses (on the CPU)."""
+    # NOTE: the CPU keeps offline numbers reproducible bit for bit wherever they are computed.
+    engine = MCDropoutEngine(model, device="cpu", default_seed=seed)
+    result = engine.predict(torch.from_numpy(x), n_samples=n_samples, seed=seed)
+    return MCScores(
+        mean=result.mean.double().numpy(),
+        std=result.std.double().numpy(),
+    )
+
+
+def flag_agreement(
+    model: BayesianMLP, x: np.ndarray, *, n_samples: int, seeds: tuple[int, int], threshold: float
+) -> float:
+    """Share of encounters whose flag decision is the same under two MC seeds."""
+    a = mc_scores(model, x, n_samples=n_samples, seed=seeds[0]).std > threshold
+    b = mc_scores(model, x, n_samples=n_samples, seed=seeds[1]).std > threshold
+    return float(np.mean(a == b))

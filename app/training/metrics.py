@@ -1,0 +1,98 @@
+"""Discrimination and calibration metrics, with a vectorised bootstrap for AUROC."""
+
+from typing import Final
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+ECE_BINS: Final = 15
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (NaN when only one class is present)."""
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, p))
+
+
+def auprc(y: np.ndarray, p: np.ndarray) -> float:
+    """Average precision (area under the precision-recall curve)."""
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(average_precision_score(y, p))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared error of the probability."""
+    return float(np.mean((np.asarray(p, dtype=np.float64) - y) ** 2))
+
+
+def reliability(
+    y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin: mean predicted probability, observed rate and count."""
+    p = np.asarray(p, dtype=np.float64)
+    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(index, weights=p, minlength=bins) / counts
+        observed = np.bincount(index, weights=np.asarray(y, np.float64), minlength=bins) / counts
+    return confidence, observed, counts
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    confidence, observed, counts = reliability(y, p, bins)
+    used = counts > 0
+    gaps = np.abs(confidence[used] - observed[used])
+    return float(np.sum(counts[used] * gaps) / counts.sum()) if counts.sum() else float("nan")
+
+
+def bootstrap_auroc_ci(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    chunk: int = 100,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for AUROC, resamples vectorised over score groups."""
+    y = np.asarray(y).astype(bool)
+    n = len(y)
+    # Rows with the same score form one group; AUROC only needs positives and negatives per group.
+    _, group = np.unique(np.asarray(p), return_inverse=True)
+    n_groups = int(group.max()) + 1 if n else 0
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for start in range(0, resamples, chunk):
+        r = min(chunk, resamples - start)
+        picks = rng.integers(0, n, size=(r, n))
+        flat = (np.arange(r)[:, None] * n_groups + group[picks]).ravel()
+        is_pos = y[picks].ravel()
+        pos = np.bincount(flat[is_pos], minlength=r * n_groups).reshape(r, n_groups)
+        neg = np.bincount(flat[~is_pos], minlength=r * n_groups).reshape(r, n_groups)
+        below = np.cumsum(neg, axis=1) - neg
+        wins = np.sum(pos * (below + 0.5 * neg), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs.append(wins / (pos.sum(axis=1) * neg.sum(axis=1)))
+    values = np.concatenate(aucs)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def summary(y: np.ndarray, p: np.ndarray, *, ci_seed: int = 0) -> dict[str, float]:
+    """AUROC with its bootstrap interval, AUPRC, Brier and ECE of probabilities `p`."""
+    lo, hi = bootstrap_auroc_ci(y, p, seed=ci_seed)
+    return {
+        "auroc": auroc(y, p),
+        "auroc_ci_low": lo,
+        "auroc_ci_high": hi,
+        "auprc": auprc(y, p),
+        "brier": brier(y, p),
+        "ece": ece(y, p),
+    }
