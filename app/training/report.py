@@ -60,7 +60,8 @@ def _reliability_figure(path: Path, inputs: ReportInputs) -> Path:
         used = counts >= 20
         ax.plot(confidence[used], observed[used], marker="o", ms=3, label=MODEL_LABELS[name])
         top = max(top, float(np.nanmax(confidence[used], initial=0.0)))
-    top = min(1.0, max(0.2, top * 1.15))
+        top = max(top, float(np.nanmax(observed[used], initial=0.0)))
+    top = min(1.0, max(0.2, top * 1.05))
     ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="perfect calibration")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="mean predicted probability")
     ax.set(ylabel="observed readmission rate")
