@@ -73,11 +73,15 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def get_principal(request: Request, database: DatabaseDep) -> Principal:
-    """The caller, from its API key (401 without a valid one)."""
+async def get_principal(request: Request, database: DatabaseDep) -> Principal:
+    """The caller, from its API key (401 without a valid one; 503 if the database hangs)."""
+    return await database.run(_authenticate, database, bearer_token(request))
+
+
+def _authenticate(database: Database, key: str | None) -> Principal:
     # NOTE: a short session of its own, so no connection is held while the model runs.
     with database.session() as session:
-        return authenticate(session=session, key=bearer_token(request))
+        return authenticate(session=session, key=key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,15 +1,18 @@
 """The database engine and sessions: one `Database` per process, opened in the lifespan."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.errors import BadRequestError, UnavailableError
+
+T = TypeVar("T")
 
 # Errors that mean "the database cannot take this now" rather than "this request is wrong".
 UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -55,6 +58,7 @@ class Database:
 
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         self.url = url
+        self.timeout_s = timeout_s
         self.engine = make_engine(url, timeout_s=timeout_s)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -74,6 +78,18 @@ class Database:
                 raise BadRequestError(
                     "a value in the request cannot be stored (for example a NUL character)"
                 ) from exc
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work off the event loop; 503 if it outlasts the timeout.
+
+        The server enforces `statement_timeout`, so a server that hangs (frozen, partitioned)
+        never answers; the caller gets its 503 in time and the thread is left to finish later.
+        """
+        try:
+            with anyio.fail_after(self.timeout_s):
+                return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            raise UnavailableError("the database did not answer in time; retry shortly") from exc
 
     def ping(self) -> bool:
         """Tell whether the database answers a trivial query."""

@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
-
 from app.core.errors import BadRequestError
 from app.db.session import Database
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
@@ -80,7 +78,7 @@ class Intake:
         ]
         ids: list[int] = []
         if flagged:
-            ids = await anyio.to_thread.run_sync(self._queue, flagged, actor)
+            ids = await self.database.run(self._queue, flagged, actor)
         if self.observe is not None:
             self.observe(predictions)
         item_ids = iter(ids)

@@ -4,7 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+
+from app.core.errors import UnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -15,13 +16,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _ping(database: Any) -> bool:
+    try:
+        return bool(await database.run(database.ping))
+    except UnavailableError:  # NOTE: a hung database is not ready either.
+        return False
+
+
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the model is loaded and the database answers; 503 otherwise."""
     state = request.app.state
     predictor = getattr(state, "predictor", None)
     database = getattr(state, "database", None)
-    database_ok = database is not None and await run_in_threadpool(database.ping)
+    database_ok = database is not None and await _ping(database)
     body: dict[str, Any] = {
         "model_loaded": predictor is not None,
         "model_version": predictor.model_version if predictor is not None else None,
