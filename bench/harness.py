@@ -81,6 +81,23 @@ class Postgres:
         """Stop the server (`fast` disconnects clients; `immediate` is a crash)."""
         self._ctl("-m", mode, "-w", "stop")
 
+    def _pids(self) -> list[int]:
+        postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP every server process: connections stay open but nothing answers (a hang)."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every server process."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
 
 @contextlib.contextmanager
 def postgres() -> Iterator[Postgres]:

@@ -131,3 +131,50 @@ def test_database_stops_mid_load_and_comes_back(
         f"{slowest * 1000:.0f} ms, first 200 {(first_ok - t.restarted) * 1000:.0f} ms after "
         f"restart, {len(flagged)} flagged = {len(stored)} items"
     )
+
+
+def test_a_hung_database_answers_503_within_the_timeout(
+    model_dir: Path, tmp_path: Path, encounters: list[dict[str, Any]]
+) -> None:
+    """PostgreSQL frozen (SIGSTOP): pooled connections hang, yet every answer comes in time."""
+    if postgres_bindir() is None:
+        pytest.skip("no PostgreSQL binaries (install Debian's postgresql)")
+    with postgres() as pg:
+        keys = prepare_database(pg.url)
+        headers = {"Authorization": f"Bearer {keys['ehr']}"}
+        env = {"TRIAGE_DATABASE_TIMEOUT_S": str(TIMEOUT_S)}
+        with triage_serve(
+            database_url=pg.url, model_dir=model_dir, log_dir=tmp_path, extra_env=env
+        ) as server:
+
+            async def burst(client: httpx.AsyncClient, tag: str) -> list[tuple[int, float]]:
+                async def one(k: int) -> tuple[int, float]:
+                    body = {**encounters[k], "encounter_id": f"{tag}-{k}"}
+                    started = time.monotonic()
+                    answer = await client.post("/predict", json=body, headers=headers)
+                    return answer.status_code, time.monotonic() - started
+
+                return list(await asyncio.gather(*(one(k) for k in range(8))))
+
+            async def run() -> tuple[list[tuple[int, float]], ...]:
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+                    warm = await burst(client, "warm")  # fills the connection pool
+                    pg.freeze()
+                    try:
+                        frozen = await burst(client, "frozen")
+                        started = time.monotonic()
+                        ready = (await client.get("/readyz")).status_code
+                        ready_s = time.monotonic() - started
+                    finally:
+                        pg.thaw()
+                    await asyncio.sleep(0.5)
+                    thawed = await burst(client, "thawed")
+                return warm, frozen, [(ready, ready_s)], thawed
+
+            warm, frozen, ready, thawed = asyncio.run(run())
+    assert {s for s, _ in warm} == {200}
+    assert {s for s, _ in frozen} == {503}, frozen
+    slowest = max(t for _, t in frozen + ready)
+    assert slowest < TIMEOUT_S * 2 + 2.0, f"a request hung for {slowest:.1f} s"
+    assert ready[0][0] == 503
+    assert {s for s, _ in thawed} == {200}
