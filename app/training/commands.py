@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from app.inference.calibration import calibrate as apply_calibration
 from app.inference.repository import (
     DEFAULT_REPOSITORY,
@@ -24,6 +22,7 @@ from app.training.data import SPLITS, load_dataset, split_assignment
 from app.training.evaluation import mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
+from app.training.train import reproducible
 
 log = logging.getLogger("app.training")
 
@@ -42,8 +41,8 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    torch.set_num_threads(max(1, int(getattr(args, "threads", None) or 1)))
+def _threads(args: argparse.Namespace) -> int:
+    return max(1, int(getattr(args, "threads", None) or 1))
 
 
 def _load(directory: Path | None) -> LoadedModel:
@@ -62,7 +61,7 @@ def train(args: argparse.Namespace) -> int:
         review_rate=args.review_rate,
         report=not args.no_report,
         n_samples=getattr(args, "n_samples", None) or DEFAULT_N_SAMPLES,
-        threads=getattr(args, "threads", None) or 1,
+        threads=_threads(args),
         progress=not getattr(args, "no_progress", False),
     )
     out, card = run_training(options)
@@ -78,7 +77,11 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     """Score every usable encounter of a file and print one JSON object of metrics."""
     _setup_logging()
-    _set_threads(args)
+    with reproducible(0, _threads(args)):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     try:
         loaded = _load(args.model)
     except ModelLoadError as exc:
@@ -118,7 +121,11 @@ def evaluate(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     """Re-derive the uncertainty threshold on the validation split, without retraining."""
     _setup_logging()
-    _set_threads(args)
+    with reproducible(0, _threads(args)):
+        return _calibrate(args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
     try:
         loaded = _load(args.model)
     except ModelLoadError as exc:

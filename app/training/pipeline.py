@@ -20,7 +20,7 @@ from app.training.data import SPLITS, load_dataset, split_assignment
 from app.training.evaluation import flag_agreement, mc_scores
 from app.training.metrics import summary
 from app.training.report import FIXED_THRESHOLD, ReportInputs, write_report
-from app.training.train import Recipe, predict_deterministic, train_model
+from app.training.train import Recipe, predict_deterministic, reproducible, train_model
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def default_version_dir(repository: Path = DEFAULT_REPOSITORY) -> Path:
 
 def run_training(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
     """Train, calibrate, evaluate and save a model version; return its folder and card."""
+    with reproducible(options.seed, options.threads):
+        return _run(options)
+
+
+def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
     started = time.perf_counter()
     dataset = load_dataset(options.data, options.max_rows)
     split = split_assignment(dataset.frame, options.seed)

@@ -1,9 +1,10 @@
 """Train the BayesianMLP deterministically: AdamW, early stopping on validation AUROC."""
 
 import copy
-import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,14 +44,22 @@ class History:
         return asdict(self)
 
 
-def seed_everything(seed: int, threads: int) -> None:
-    """Seed every generator and pin threads so the same seed gives the same model."""
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+@contextmanager
+def reproducible(seed: int, threads: int) -> Iterator[None]:
+    """Seed every generator and pin threads for a block, restoring the process's settings after."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # NOTE: a fixed thread count fixes the summation order, so the same seed gives the same bits.
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
 
 
 def predict_deterministic(model: BayesianMLP, x: torch.Tensor, batch: int = 65536) -> np.ndarray:
@@ -72,7 +81,20 @@ def train_model(
     progress: bool = True,
 ) -> tuple[BayesianMLP, History]:
     """Fit a BayesianMLP and return the epoch with the best validation AUROC."""
-    seed_everything(seed, recipe.threads)
+    with reproducible(seed, recipe.threads):
+        return _train(x_train, y_train, x_val, y_val, recipe=recipe, seed=seed, progress=progress)
+
+
+def _train(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    recipe: Recipe,
+    seed: int,
+    progress: bool,
+) -> tuple[BayesianMLP, History]:
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
     xv = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
