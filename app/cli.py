@@ -54,6 +54,22 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--threads", type=int, default=1, help="CPU threads")
     calibrate.set_defaults(handler="app.training.commands:calibrate")
 
+    referral = sub.add_parser(
+        "report-referral", help="referral report: what referring cases does, stability, shifts"
+    )
+    referral.add_argument(
+        "--data", type=Path, required=True, help="the model's training data (published format)"
+    )
+    referral.add_argument("--model", type=Path, default=None, help="model folder (default: newest)")
+    referral.add_argument("--out", type=Path, default=None, help="report folder (default: model's)")
+    referral.add_argument(
+        "--refit-guard", action="store_true", help="fit the domain guard into the card first"
+    )
+    referral.add_argument(
+        "--no-retrain", action="store_true", help="skip the under-30 held-out retrain"
+    )
+    referral.set_defaults(handler="app.training.referral_report:report_command")
+
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="database migrations")

@@ -5,10 +5,14 @@ import json
 import logging
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.inference.calibration import calibrate as apply_calibration
+from app.inference.guard import DomainGuard
 from app.inference.repository import (
     DEFAULT_REPOSITORY,
     LoadedModel,
@@ -18,10 +22,11 @@ from app.inference.repository import (
     write_card,
 )
 from app.training.calibration import fit_threshold, flag
-from app.training.data import SPLITS, load_dataset, split_assignment
+from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
 from app.training.evaluation import mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
+from app.training.referral import fit_thresholds
 from app.training.train import reproducible
 
 log = logging.getLogger("app.training")
@@ -99,7 +104,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     scores = mc_scores(loaded.model, x, n_samples=n_samples, seed=int(mc["seed"]))
     p = apply_calibration(scores.mean, loaded.card.get("calibration"))
     y = dataset.labels
-    threshold = float(loaded.card["uncertainty"]["threshold"])
     empty = len(y) == 0
     result: dict[str, Any] = {
         "n": len(y),
@@ -108,7 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "auprc": _finite(auprc(y, p)),
         "brier": None if empty else brier(y, p),
         "ece": None if empty else _finite(ece(y, p)),
-        "flag_rate": None if empty else float(flag(scores.std, threshold).mean()),
+        "flag_rate": None if empty else float(_flagged(loaded, dataset, x, scores.std).mean()),
         "mc_samples": n_samples,
         "model_version": loaded.version,
         "excluded_death_hospice": dataset.excluded_death_hospice,
@@ -139,7 +143,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     scores = mc_scores(loaded.model, x, n_samples=int(mc["n_samples"]), seed=int(mc["seed"]))
     validation = split == SPLITS.index("validation")
     try:
-        uncertainty = fit_threshold(scores.std[validation], args.review_rate)
+        if "domain_guard" in card:
+            # NOTE: the guard stays as trained; the std flag gets what it leaves of the budget.
+            _, uncertainty = fit_thresholds(
+                DomainGuard.from_dict(card["domain_guard"], loaded.model),
+                scores.std[validation], dataset.columns(validation), x[validation],
+                review_rate=args.review_rate, novelty_share=None,
+            )  # fmt: skip
+        else:
+            uncertainty = fit_threshold(scores.std[validation], args.review_rate)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -148,7 +160,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     test = split == SPLITS.index("test")
     test_rate = None
     if test.any():
-        test_rate = float(flag(scores.std[test], uncertainty["threshold"]).mean())
+        loaded = replace(loaded, card=card)
+        test_rate = float(_flagged(loaded, dataset, x, scores.std, test).mean())
     if dataset.sha256 == card["data"]["sha256"] and test_rate is not None:
         # NOTE: the card's test metrics stay true only when the threshold came from the same data.
         card["metrics"] = {**card["metrics"], "flag_rate": test_rate}
@@ -160,3 +173,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(json.dumps({"model_version": loaded.version, **uncertainty, "test_flag_rate": test_rate}))
     return 0
+
+
+def _flagged(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    x: np.ndarray,
+    std: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """The card's flag decisions: std above its threshold, or any domain-guard reason."""
+    rows = np.ones(len(x), dtype=bool) if rows is None else rows
+    flagged: np.ndarray = flag(std[rows], float(loaded.card["uncertainty"]["threshold"]))
+    if "domain_guard" in loaded.card:
+        guard = DomainGuard.from_dict(loaded.card["domain_guard"], loaded.model)
+        flagged = flagged | guard.check_columns(dataset.columns(rows), x[rows]).flagged
+    return flagged

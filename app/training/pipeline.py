@@ -15,10 +15,11 @@ from app.features import FeatureSpec
 from app.inference.calibration import calibrate
 from app.inference.repository import DEFAULT_REPOSITORY, save_model
 from app.training import baselines
-from app.training.calibration import fit_platt, fit_threshold, flag
+from app.training.calibration import fit_platt, flag
 from app.training.data import SPLITS, load_dataset, split_assignment
 from app.training.evaluation import flag_agreement, mc_scores
 from app.training.metrics import summary
+from app.training.referral import fit_policy
 from app.training.report import FIXED_THRESHOLD, ReportInputs, write_report
 from app.training.train import Recipe, predict_deterministic, reproducible, train_model
 
@@ -91,7 +92,14 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
     val = mc_scores(model, xs["validation"], **mc)
     test = mc_scores(model, xs["test"], **mc)
     calibration = fit_platt(val.mean, ys["validation"])
-    uncertainty = fit_threshold(val.std, options.review_rate)
+    # NOTE: the std threshold is fitted given the domain guard, so std OR guard flags the
+    # review rate of validation encounters (the combined policy, app/training/referral.py).
+    guard, uncertainty = fit_policy(
+        model, dataset.columns(rows["train"]), xs["train"],
+        dataset.columns(rows["validation"]), xs["validation"],
+        review_rate=options.review_rate, validation_std=val.std, **mc,
+    )  # fmt: skip
+    guard_flagged = guard.check_columns(dataset.columns(rows["test"]), xs["test"]).flagged
     probabilities = {
         "mlp_mc_mean": calibrate(test.mean, calibration),
         "mlp_mc_mean_uncalibrated": test.mean,
@@ -108,7 +116,9 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
                 xs["train"], ys["train"], xs["validation"], ys["validation"], xs["test"],
                 options.seed,
             )  # fmt: skip
-    metrics = _test_metrics(ys["test"], probabilities, test.std, uncertainty, options)
+    metrics = _test_metrics(
+        ys["test"], probabilities, test.std, uncertainty, options, guard_flagged
+    )
     if options.report:
         metrics["flag_agreement_two_seeds"] = flag_agreement(
             model, xs["test"], n_samples=options.n_samples,
@@ -121,6 +131,7 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
         "version": out.name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "feature_spec": spec.to_dict(),
+        "domain_guard": guard.to_dict(),
         "calibration": calibration,
         "uncertainty": uncertainty,
         "mc": mc,
@@ -157,6 +168,7 @@ def _test_metrics(
     std: np.ndarray,
     uncertainty: dict[str, Any],
     options: TrainOptions,
+    guard_flagged: np.ndarray,
 ) -> dict[str, Any]:
     models = {name: summary(y, p, ci_seed=options.seed) for name, p in probabilities.items()}
     main = models["mlp_mc_mean"]
@@ -166,7 +178,8 @@ def _test_metrics(
         "positives": int(y.sum()),
         **{k: main[k] for k in ("auroc", "auprc", "brier", "ece")},
         "auroc_ci": [main["auroc_ci_low"], main["auroc_ci_high"]],
-        "flag_rate": float(flag(std, uncertainty["threshold"]).mean()),
+        "flag_rate": float((flag(std, uncertainty["threshold"]) | guard_flagged).mean()),
+        "flag_rate_std_only": float(flag(std, uncertainty["threshold"]).mean()),
         "flag_rate_at_fixed_0_15": float(flag(std, FIXED_THRESHOLD).mean()),
         "models": models,
     }

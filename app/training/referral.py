@@ -232,7 +232,32 @@ def fit_policy(
     if std is None:
         engine = MCDropoutEngine(model, device="cpu", default_seed=seed)
         _, std, _ = mc_scores(engine, x_validation, n_samples=n_samples, seed=seed)
+    return fit_thresholds(
+        guard, std, validation_columns, x_validation,
+        review_rate=review_rate, novelty_share=novelty_share,
+    )  # fmt: skip
+
+
+def fit_thresholds(
+    guard: DomainGuard,
+    validation_std: np.ndarray,
+    validation_columns: Columns,
+    x_validation: np.ndarray,
+    *,
+    review_rate: float,
+    novelty_share: float | None = NOVELTY_SHARE,
+) -> tuple[DomainGuard, dict[str, Any]]:
+    """Derive the std threshold (and the novelty one, unless `novelty_share` is None) for a rate.
+
+    With `novelty_share` None the guard is kept exactly as fitted and only the std threshold
+    moves (`triage calibrate`); the guard's own validation share then comes off the budget.
+    """
+    if novelty_share is not None:
+        quantile = 1.0 - review_rate * novelty_share
+        novelty = guard.novelty(x_validation)
+        guard = guard.with_threshold(float(np.quantile(novelty, quantile)), quantile)
     checked = guard.check_columns(validation_columns, x_validation)
+    std = np.asarray(validation_std, dtype=np.float64)
     threshold = fit_std_threshold(std, checked.flagged, review_rate)
     uncertainty = {
         "measure": "std",
