@@ -113,3 +113,32 @@ def test_report_end_to_end(small: dict, tmp_path: Path) -> None:
     assert 0 <= report["seed_agreement"]["combined_flag"]["jaccard"] <= 1
     assert report["held_out_under_30"]["auroc_combined"] > 0.9  # the age check alone sees them
     assert "## Shift tests" in (tmp_path / "referral.md").read_text()
+
+
+def test_report_referral_command_fits_the_guard_into_a_card(
+    data_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+    from app.inference.repository import load_model, read_card, write_card
+    from app.training.data import read_frame
+
+    data = tmp_path / "rows.csv"
+    read_frame(data_file, max_rows=3000).to_csv(data, index=False, na_rep="?")
+    model = tmp_path / "tiny"
+    argv = ["train", "--data", str(data), "--epochs", "2", "--n-samples", "32", "--no-report"]
+    assert main([*argv, "--out", str(model), "--no-progress"]) == 0
+    trained = read_card(model)
+    assert "domain_guard" in trained  # training fits it
+    assert trained["uncertainty"]["validation_flag_rate"] == pytest.approx(0.10, abs=0.01)
+    write_card(model, {k: v for k, v in trained.items() if k != "domain_guard"})
+    capsys.readouterr()
+
+    argv = ["report-referral", "--data", str(data), "--model", str(model), "--no-retrain"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    refitted = read_card(model)
+    assert refitted["domain_guard"] == trained["domain_guard"]  # same data, same fit
+    assert refitted["weights_sha256"] == trained["weights_sha256"]
+    load_model(model)  # the weights still match the card
+    assert summary["flag_rates"]["validation"]["flagged"] == pytest.approx(0.10, abs=0.01)
+    assert (model / "referral.md").is_file() and (model / "referral_curve.png").is_file()
