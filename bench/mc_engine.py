@@ -1,7 +1,9 @@
 """Benchmark the MC-dropout engine against the reference loop and against plain matmul.
 
 Run `python bench/mc_engine.py` (about 3 minutes) or `python bench/mc_engine.py --quick`.
-Everything is measured side by side in one run on 2 CPU threads; times are medians of repeats.
+Everything is measured in one run on 2 CPU threads; times are medians of repeats taken in
+interleaved rounds (loop with engine for the speed-up, engine with matmul for the FLOP rate), so
+each pair shares whatever load the machine carries.
 """
 
 import argparse
@@ -13,6 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# NOTE: idle OpenMP threads sleep instead of spinning; on a shared host spinning workers steal
+# the cores the next operator needs. Set before torch loads OpenMP; both sides run under it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,17 +29,19 @@ from app.inference.repository import ModelLoadError, latest_version_dir, load_mo
 THREADS = 2
 
 
-def timed(fn: Callable[[], object], budget_s: float, max_reps: int) -> float:
-    """Median seconds of `fn` over repeats that fit the budget (one warm-up call first)."""
-    fn()
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < max_reps and (not times or spent < budget_s):
-        start = time.perf_counter()
+def side_by_side(fns: list[Callable[[], object]], budget_s: float, max_reps: int) -> list[float]:
+    """Median seconds of each function, timed in interleaved rounds so they share the load."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-        spent += times[-1]
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    spent = 0.0
+    while len(times[0]) < max_reps and (not times[0] or spent < budget_s):
+        for fn, own in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            own.append(time.perf_counter() - start)
+            spent += own[-1]
+    return [statistics.median(own) for own in times]
 
 
 def reference_loop(model: BayesianMLP, x: torch.Tensor, n: int) -> None:
@@ -55,15 +63,15 @@ def useful_flops(model: BayesianMLP, batch: int, n: int) -> float:
     )
 
 
-def matmul_limit(model: BayesianMLP, batch: int, n: int, budget_s: float) -> float:
-    """Seconds for plain torch.matmul of the same shapes (the practical limit)."""
+def matmul_limit(model: BayesianMLP, batch: int, n: int) -> Callable[[], object]:
+    """Plain torch.matmul of the same shapes (the practical limit)."""
     widths = [model.in_features, *model.hidden, 1]
     operands = [(torch.randn(batch, widths[0]), torch.randn(widths[0], widths[1]))]
     for k, (a, b) in enumerate(itertools.pairwise(widths[1:])):
         rows = batch if k == 0 and len(widths) == 3 else batch * n
         cols = n if k == 0 and len(widths) == 3 else b
         operands.append((torch.randn(rows, a), torch.randn(a, cols)))
-    return timed(lambda: [torch.matmul(a, b) for a, b in operands], budget_s, 50)
+    return lambda: [torch.matmul(a, b) for a, b in operands]
 
 
 def shipped_model() -> tuple[BayesianMLP, str]:
@@ -85,7 +93,10 @@ def main() -> None:
     budget = 0.1 if args.quick else 0.4
     model, name = shipped_model()
     engine = MCDropoutEngine(model, device="cpu")
-    print(f"# {name}; torch {torch.__version__}; {THREADS} threads; load {os.getloadavg()[0]:.2f}")
+    print(
+        f"# {name}; torch {torch.__version__}; {THREADS} threads; "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; load {os.getloadavg()[0]:.2f}"
+    )
     head = (
         f"{'N':>5} {'B':>5} | {'loop enc/s':>11} {'engine enc/s':>13} {'speed-up':>9} | "
         f"{'engine GFLOP/s':>14} {'matmul GFLOP/s':>14} {'of limit':>8}"
@@ -98,9 +109,19 @@ def main() -> None:
             x = torch.randn(batch, model.in_features)
             work = batch * n
             loop_reps = 1 if work >= 256 * 256 else 5
-            t_loop = timed(lambda: reference_loop(model, x, n), budget, loop_reps)  # noqa: B023
-            t_engine = timed(lambda: engine.predict(x, n_samples=n), budget, 200)  # noqa: B023
-            t_mm = matmul_limit(model, batch, n, budget)
+            t_loop, t_engine = side_by_side(
+                [
+                    lambda: reference_loop(model, x, n),  # noqa: B023
+                    lambda: engine.predict(x, n_samples=n),  # noqa: B023
+                ],
+                budget,
+                loop_reps,
+            )
+            t_engine, t_mm = side_by_side(
+                [lambda: engine.predict(x, n_samples=n), matmul_limit(model, batch, n)],  # noqa: B023
+                budget,
+                200,
+            )
             flops = useful_flops(model, batch, n)
             print(
                 f"{n:>5} {batch:>5} | {batch / t_loop:>11,.1f} {batch / t_engine:>13,.1f} "
@@ -115,8 +136,11 @@ def main() -> None:
         print(f"\n# two dropout layers: BayesianMLP({model.in_features}, [256, 256], p=0.1)")
         for n, batch in ((50, 256), (50, 4096)):
             x = torch.randn(batch, deep.in_features)
-            t_engine = timed(lambda: deep_engine.predict(x, n_samples=n), budget, 20)  # noqa: B023
-            t_mm = matmul_limit(deep, batch, n, budget)
+            t_engine, t_mm = side_by_side(
+                [lambda: deep_engine.predict(x, n_samples=n), matmul_limit(deep, batch, n)],  # noqa: B023
+                budget,
+                20,
+            )
             flops = useful_flops(deep, batch, n)
             print(
                 f"N={n} B={batch}: engine {flops / t_engine / 1e9:.1f} GFLOP/s, "

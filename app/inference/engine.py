@@ -172,9 +172,9 @@ class MCDropoutEngine:
         """Return `[4, B]` float32 on the device: mean, std, std's SE, mutual information."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
-        out = torch.zeros(4, batch, device=self.device)
         masks = self._masks(seed, n) if self._first is not None else None
         rows = _rows_per_chunk(n)
+        parts = []
         for start in range(0, batch, rows):
             chunk = x[start : start + rows]
             size = chunk.shape[0]
@@ -183,8 +183,10 @@ class MCDropoutEngine:
             target = rows if self.device.type == "cuda" else max(2, size)
             if size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
-            out[:, start : start + size] = self._chunk(chunk, n, masks)[:, :size]
-        return out
+            parts.append(self._chunk(chunk, n, masks)[:, :size])
+        if not parts:
+            return x.new_zeros(4, 0)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None) -> torch.Tensor:
         """Return `[4, rows]` statistics for one chunk of encounters."""
