@@ -278,11 +278,11 @@ def _sigmoid(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _summarise(logits: torch.Tensor, n: int) -> torch.Tensor:
     """Return `[4, rows]`: mean, std, the std's Monte Carlo SE and BALD from logits `[rows, N]`."""
     prob, entropy = _sigmoid(logits)
-    mean_entropy = entropy.sum(dim=1, dtype=torch.float64) / n
-    mean = prob.sum(dim=1, dtype=torch.float64) / n
+    mean_entropy = entropy.sum(dim=1).double() / n
+    mean = prob.sum(dim=1).double() / n
     dev2 = (prob - mean.to(torch.float32).unsqueeze(1)).square_()
-    var = dev2.sum(dim=1, dtype=torch.float64) / (n - 1)
-    m4 = dev2.square_().sum(dim=1, dtype=torch.float64) / n
+    var = dev2.sum(dim=1).double() / (n - 1)
+    m4 = dev2.square_().sum(dim=1).double() / n
     # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
     var_s2 = (m4 - var.square() * ((n - 3) / (n - 1))).clamp_min_(0.0) / n
     std = var.sqrt()
