@@ -89,7 +89,7 @@ def test_prometheus_scrape_matches_the_requests(
             deadline = time.monotonic() + 60
             count = None
             while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(httpx.HTTPError, ValueError):  # not ready yet
                     count = _value(prom, f"triage_prediction_std_count{selector}")
                     if count is not None:
                         break
