@@ -378,7 +378,7 @@ def measure_service(
         print(
             f"  {backend} w{workers} {name}: flagged answers {flagged}, review items {items} "
             f"({cut_off} of requests cut off in flight), mismatches {bad}, "
-            f"non-200 {sum(result.statuses.values()) - result.ok}, errors {result.errors}",
+            f"statuses {dict(sorted(result.statuses.items()))}, errors {result.errors}",
             flush=True,
         )
 
