@@ -83,10 +83,13 @@ class Postgres:
 
     def _pids(self) -> list[int]:
         postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(
-            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        return [postmaster, *map(int, children)]
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # NOTE: the command name may hold spaces; the parent pid follows its ")".
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
 
     def freeze(self) -> None:
         """SIGSTOP every server process: connections stay open but nothing answers (a hang)."""
