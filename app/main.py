@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import health, metrics, predict, review_page, review_queue
+from app.auth.cache import KeyCache
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference import MCDropoutEngine
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics_
+    app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
     for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
         setattr(app.state, name, None)
     install_error_handlers(app)

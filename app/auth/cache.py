@@ -1,0 +1,56 @@
+"""A short-lived, in-process cache of verified API keys.
+
+Every API request used to look its key up in the database (an ORM query, a thread hop and a
+pooled connection). Keys change rarely, so a verified key is remembered for `ttl_s` seconds:
+a revoked key keeps working for at most that long in each worker, which is the documented
+trade-off (`TRIAGE_AUTH__KEY_CACHE_TTL_S`; 0 turns the cache off). Only successes are cached,
+so a new key works at once and a bad key always reaches the database's constant-time check.
+
+Entries are keyed by the key's sha256, never the key itself. A dict lookup by that digest leaks
+nothing useful through timing: an attacker cannot choose inputs that collide with a stored digest.
+"""
+
+import time
+from collections import OrderedDict
+
+from app.auth.service import Principal
+
+DEFAULT_MAX_ENTRIES = 4096
+
+
+class KeyCache:
+    """Principals of recently verified keys, by key digest, each for `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether verified keys are remembered at all."""
+        return self.ttl_s > 0
+
+    def get(self, digest: str) -> Principal | None:
+        """The principal of a key verified less than `ttl_s` ago, else None."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if time.monotonic() >= expires:
+            self._entries.pop(digest, None)
+            return None
+        return principal
+
+    def put(self, digest: str, principal: Principal) -> None:
+        """Remember a key the database has just verified."""
+        if not self.enabled:
+            return
+        self._entries[digest] = (time.monotonic() + self.ttl_s, principal)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every key (for example after revoking one in this process)."""
+        self._entries.clear()
