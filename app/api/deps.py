@@ -4,7 +4,7 @@ NOTE: the dependencies that only read app state are `async def`: FastAPI runs a 
 dependency in the thread pool, and a thread hop per dependency per request is measurable.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -104,7 +104,7 @@ def _authenticate(database: Database, key: str | None) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that admits only `roles` (403 for any other valid key)."""
 
     async def dependency(principal: PrincipalDep) -> Principal:
