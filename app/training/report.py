@@ -141,7 +141,8 @@ def _markdown(inputs: ReportInputs) -> str:
         "",
         f"- MC dropout: N = {card['mc']['n_samples']} subnetworks, seed {card['mc']['seed']}, "
         f"dropout p = {arch.get('p')}.",
-        f"- Threshold on the MC std: {unc['threshold']:.5f}, the validation quantile that flags "
+        f"- Flag policy: {unc.get('policy', 'flag when std > threshold')}; the MC-std "
+        f"threshold {unc['threshold']:.5f} is fitted on validation so the policy flags "
         f"{unc['review_rate']:.0%} (validation flag rate {unc['validation_flag_rate']:.2%}, "
         f"test flag rate {metrics['flag_rate']:.2%}).",
         f"- MC std on test: median {np.median(inputs.std_test):.4f}, 99th percentile "
