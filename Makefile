@@ -20,7 +20,7 @@ install: $(STAMP)/installed
 
 install-dev: $(STAMP)/installed-dev
 
-# Debian packages the test suite drives: PostgreSQL, Chromium, Prometheus (promtool).
+# Debian packages the tests and benchmarks drive: PostgreSQL, Chromium, Prometheus, wrk.
 system-deps:
 	bash .ci/system-deps
 

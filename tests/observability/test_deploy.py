@@ -37,7 +37,7 @@ def test_prometheus_config_is_valid() -> None:
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus)")
     result = subprocess.run(
-        [promtool, "check", "config", str(ROOT / "deploy/prometheus.yml")],
+        [promtool, "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
         capture_output=True,
         text=True,
     )
