@@ -128,17 +128,24 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def prepare_database(url: str) -> dict[str, str]:
-    """Migrate `url` to the newest schema and create one key per role; return the keys."""
+def migrate_to_head(url: str) -> str:
+    """Migrate the database at `url` to the newest schema; return the URL."""
     from alembic import command
 
-    from app.auth.models import Role
-    from app.auth.service import create_key
     from app.core.config import Settings
     from app.db.commands import alembic_config
-    from app.db.session import Database
 
     command.upgrade(alembic_config(Settings(database_url=url)), "head")
+    return url
+
+
+def prepare_database(url: str) -> dict[str, str]:
+    """Migrate `url` to the newest schema and create one key per role; return the keys."""
+    from app.auth.models import Role
+    from app.auth.service import create_key
+    from app.db.session import Database
+
+    migrate_to_head(url)
     database = Database(url)
     try:
         with database.session() as session:

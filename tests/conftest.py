@@ -1,12 +1,7 @@
 """Fixtures shared by the whole suite."""
 
 import contextlib
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,57 +30,18 @@ POSTGRES_ENV = "TRIAGE_TEST_POSTGRES_URL"
 N_ROWS = 4000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _as_postgres_user(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: drop to the `postgres` user when we are root."""
-    if os.geteuid() != 0:
-        return cmd
-    runuser = shutil.which("runuser")
-    if runuser:
-        return [runuser, "-u", "postgres", "--", *cmd]
-    return ["su", "postgres", "-c", " ".join(cmd)]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server URL: $TRIAGE_TEST_POSTGRES_URL, else a throwaway local instance."""
+    from bench.harness import postgres, postgres_bindir
+
     if os.environ.get(POSTGRES_ENV):
         yield os.environ[POSTGRES_ENV]
         return
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    initdb = found[-1] if found else shutil.which("initdb")
-    if initdb is None:
+    if postgres_bindir() is None:
         pytest.skip(f"no PostgreSQL binaries (install Debian's postgresql or set {POSTGRES_ENV})")
-    bindir = Path(initdb).parent
-    root = Path(tempfile.mkdtemp(prefix="triage-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", _free_port()
-    subprocess.run(
-        _as_postgres_user([str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-                           "UTF8", "--no-sync"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = str(bindir / "pg_ctl")
-    subprocess.run(
-        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
-                           "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres() as server:
+        yield server.url
 
 
 @contextlib.contextmanager
@@ -118,13 +74,9 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture
 def database_url(empty_database_url: str) -> str:
     """A database on each backend, migrated to the newest schema."""
-    from alembic import command
+    from bench.harness import migrate_to_head
 
-    from app.core.config import Settings
-    from app.db.commands import alembic_config
-
-    command.upgrade(alembic_config(Settings(database_url=empty_database_url)), "head")
-    return empty_database_url
+    return migrate_to_head(empty_database_url)
 
 
 def published_rows(path: Path, n: int) -> list[dict[str, Any]]:

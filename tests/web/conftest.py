@@ -2,7 +2,6 @@
 a live uvicorn server and headless Chromium."""
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,14 +30,9 @@ SESSION_SECRET = "web-tests-session-secret-0123456789"
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """A SQLite database migrated to the newest schema (the page's logic is backend-neutral)."""
-    from alembic import command
+    from bench.harness import migrate_to_head
 
-    from app.core.config import Settings
-    from app.db.commands import alembic_config
-
-    url = f"sqlite:///{tmp_path / 'review.db'}"
-    command.upgrade(alembic_config(Settings(database_url=url)), "head")
-    return url
+    return migrate_to_head(f"sqlite:///{tmp_path / 'review.db'}")
 
 
 @pytest.fixture
@@ -84,21 +78,16 @@ class LiveServer:
         return {"Authorization": f"Bearer {self.keys[label]}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(settings: Any) -> Iterator[LiveServer]:
     """Run `create_app(settings)` under uvicorn in a thread until the test ends."""
     import uvicorn
 
     from app.main import create_app
+    from bench.harness import free_port
 
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
