@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Final
 
 import numpy as np
@@ -137,18 +138,22 @@ class FeatureSpec:
     @property
     def feature_names(self) -> list[str]:
         """Name of every output column, in order."""
+        return list(self._feature_names)
+
+    @cached_property
+    def _feature_names(self) -> tuple[str, ...]:
         names: list[str] = []
         for stat in self.numeric:
             names += [stat.name, f"{stat.name}={MISSING}"]
         names += [AGE_COLUMN, f"{AGE_COLUMN}={MISSING}"]
         for column, slots in self._one_hot_blocks():
             names += [f"{column}={slot}" for slot in slots]
-        return names
+        return tuple(names)
 
-    @property
+    @cached_property
     def n_features(self) -> int:
         """Width of the encoded matrix."""
-        return len(self.feature_names)
+        return len(self._feature_names)
 
     def _one_hot_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
         blocks = [(c, (*self.vocabularies[c], MISSING, UNKNOWN)) for c in TEXT_CATEGORICAL_COLUMNS]
@@ -173,23 +178,25 @@ class FeatureSpec:
                 else:
                     out[i, col] = stat.transform(float(v))  # type: ignore[arg-type]
             col += 2
-        age_index = {bucket: k for k, bucket in enumerate(AGE_BUCKETS)}
         for i, v in enumerate(columns.get(AGE_COLUMN, [None] * n)):
-            k = age_index.get(str(v)) if not is_missing(v) else None
+            k = _AGE_INDEX.get(str(v)) if not is_missing(v) else None
             if k is None:
                 out[i, col + 1] = 1.0
             else:
                 # Centre the ordinal so a missing age (0) sits at the middle bucket.
                 out[i, col] = (k - 4.5) / 3.0
         col += 2
-        for column, slots in self._one_hot_blocks():
-            index = {slot: k for k, slot in enumerate(slots)}
-            mapper = _slot_mapper(column)
-            values = columns.get(column, [None] * n)
-            picks = [index.get(s, index[UNKNOWN]) for s in map(mapper, values)]
+        for block in self._blocks:
+            values = columns.get(block.column, [None] * n)
+            picks = [block.pick(v) for v in values]
             out[rows, col + np.asarray(picks, dtype=np.int64)] = 1.0
-            col += len(slots)
+            col += len(block.slots)
         return out
+
+    @cached_property
+    def _blocks(self) -> tuple["_OneHotBlock", ...]:
+        """The one-hot blocks with their slot lookups, built once per spec."""
+        return tuple(_OneHotBlock(column, slots) for column, slots in self._one_hot_blocks())
 
     # ----------------------------------------------------------------- persistence
 
@@ -217,6 +224,37 @@ class FeatureSpec:
         if saved is not None and list(saved) != spec.feature_names:
             raise ValueError("feature spec's saved feature names do not match its encoding")
         return spec
+
+
+_AGE_INDEX: Final = {bucket: k for k, bucket in enumerate(AGE_BUCKETS)}
+# NOTE: most raw values repeat (codes, states, chapters); remembering each value's slot skips
+# normalising it again. Bounded, so a caller sending endless distinct strings cannot grow it.
+_MAX_REMEMBERED = 4096
+_MEMO_TYPES: Final = (str, int, type(None))
+
+
+class _OneHotBlock:
+    """One categorical column's slots and a memo of raw value -> slot index."""
+
+    def __init__(self, column: str, slots: tuple[str, ...]) -> None:
+        self.column = column
+        self.slots = slots
+        self._index = {slot: k for k, slot in enumerate(slots)}
+        self._unknown = self._index[UNKNOWN]
+        self._mapper = _slot_mapper(column)
+        self._memo: dict[tuple[type, Value], int] = {}
+
+    def pick(self, value: Value) -> int:
+        """The slot index of a raw value (its unknown slot when the value was never learned)."""
+        # NOTE: only str, int and None are remembered: the type is part of the key (1, 1.0 and
+        # True are equal dict keys), and a float NaN never finds itself.
+        key = (type(value), value)
+        k = self._memo.get(key) if type(value) in _MEMO_TYPES else None
+        if k is None:
+            k = self._index.get(self._mapper(value), self._unknown)
+            if type(value) in _MEMO_TYPES and len(self._memo) < _MAX_REMEMBERED:
+                self._memo[key] = k
+        return k
 
 
 def _row_count(columns: Columns) -> int:
