@@ -50,6 +50,8 @@ CATEGORY_COLUMNS: Final = (
     *MEDICATION_COLUMNS,
 )
 GUARD_COLUMNS: Final = (*COUNT_COLUMNS, *CATEGORY_COLUMNS)
+_MEMO_TYPES: Final = (str, int, type(None))
+_MAX_REMEMBERED: Final = 65536  # raw values across all categorical columns
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,24 @@ class GuardResult:
         return out
 
 
-def hidden_features(model: nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Eval-mode activations of the last hidden layer, read straight from the Linear weights."""
+HiddenLayers = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def hidden_layers(model: nn.Module) -> HiddenLayers:
+    """Each hidden Linear as (contiguous transposed weight, bias), copied from the module."""
     modules = list(model.net) if isinstance(model, BayesianMLP) else list(model.children())
     linears = [m for m in modules if isinstance(m, nn.Linear)]
+    layers = []
+    for linear in linears[:-1]:
+        weight_t = linear.weight.detach().t().contiguous()
+        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+        layers.append((weight_t, bias.detach().clone()))
+    return tuple(layers)
+
+
+def hidden_features(model: nn.Module | HiddenLayers, x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Eval-mode activations of the last hidden layer, read straight from the Linear weights."""
+    layers = model if isinstance(model, tuple) else hidden_layers(model)
     h = torch.as_tensor(x, dtype=torch.float32)
     rows = h.shape[0]
     if rows == 1:  # NOTE: see `_rowwise_product`: one row would take another kernel.
@@ -99,9 +115,7 @@ def hidden_features(model: nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarra
         # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
         # `addmm` with a contiguous transposed weight, as the engine runs it, gives each row the
         # same bits in any batch; `F.linear` (a transposed view) did not.
-        for linear in linears[:-1]:
-            weight_t = linear.weight.detach().t().contiguous()
-            bias = linear.bias.detach() if linear.bias is not None else h.new_zeros(len(weight_t.T))
+        for weight_t, bias in layers:
             h = torch.addmm(bias, h, weight_t).relu_()
     out: np.ndarray = h[:rows].double().numpy()
     return out
@@ -163,6 +177,8 @@ class DomainGuard:
         self.threshold = float(threshold)
         self.quantile = float(quantile)
         self.model = model
+        self._layers: HiddenLayers | None = None
+        self._slot_memo: dict[tuple[str, type, Value], bool] = {}
 
     # ----------------------------------------------------------------- fitting
 
@@ -228,7 +244,9 @@ class DomainGuard:
         """Mahalanobis distance of each row's last-hidden-layer activations."""
         if self.model is None:
             raise ValueError("the guard has no model to compute activations with")
-        d = hidden_features(self.model, x) - self.mean
+        if self._layers is None:  # NOTE: copied once; the guard never sees the module change.
+            self._layers = hidden_layers(self.model)
+        d = hidden_features(self._layers, x) - self.mean
         # NOTE: d P d' as one BLAS product and a row-wise sum: a three-operand einsum runs a
         # plain C loop, 75 ms per 1,000 encounters against 2 ms here. Each row's value depends
         # on that row only (`_rowwise_product`), so batching cannot change a score's bits.
@@ -248,9 +266,21 @@ class DomainGuard:
                 missing = np.isnan(v)
                 out[:, j] = (~missing & ((v < lo) | (v > hi))) | (missing & (not missing_seen))
             else:
-                seen = self.observed[name]
-                out[:, j] = [category_slot(name, value) not in seen for value in values]
+                out[:, j] = [self._unseen(name, value) for value in values]
         return out
+
+    def _unseen(self, column: str, value: Value) -> bool:
+        """Whether a categorical value's slot was never seen in training (memoised, bounded)."""
+        # NOTE: as in the encoder: only str/int/None, keyed with the type (1 == 1.0 == True).
+        if type(value) not in _MEMO_TYPES:
+            return category_slot(column, value) not in self.observed[column]
+        key = (column, type(value), value)
+        unseen = self._slot_memo.get(key)
+        if unseen is None:
+            unseen = category_slot(column, value) not in self.observed[column]
+            if len(self._slot_memo) < _MAX_REMEMBERED:
+                self._slot_memo[key] = unseen
+        return unseen
 
     def check_columns(self, columns: Columns, x: torch.Tensor | np.ndarray) -> GuardResult:
         """Run both checks on a batch in the encoder's column layout."""
