@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import _free_port
+from bench.harness import free_port
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def test_serve_with_two_workers_aggregates_metrics(
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     _triage("db", "upgrade", env=env)
     key = _triage("apikey", "create", "--role", "ehr", "--name", "ehr", env=env).splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     serve = [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(
         serve, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
