@@ -119,6 +119,21 @@ class Encounter(BaseModel):
         """The fields the caller sent (absent stays absent, null stays null), published names."""
         return self.model_dump(by_alias=True, exclude_unset=True)
 
+    def received_and_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`as_received()` and `record()` from one dump (a field not sent takes its default)."""
+        # NOTE: a batch of 1,000 spent 15% of its time in the second model_dump.
+        received = self.as_received()
+        return received, {**_ALL_NONE, **received}
+
+
+# The value of every optional field when it is not sent (all None): `record()` is this plus
+# what was sent.
+_ALL_NONE: dict[str, Any] = {
+    field.alias or name: field.get_default(call_default_factory=True)
+    for name, field in Encounter.model_fields.items()
+    if not field.is_required()
+}
+
 
 class PredictionOut(BaseModel):
     """The answer for one encounter."""

@@ -40,6 +40,7 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase], actor: str)
     (encounter_id, model_version) constraint, then a read of the winner's row.
     """
     ids: list[int] = []
+    events: list[ReviewEvent] = []
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for case in cases:
         p = case.prediction
@@ -65,7 +66,7 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase], actor: str)
         )
         new_id = session.execute(statement).scalar_one_or_none()
         if new_id is not None:
-            session.add(
+            events.append(
                 ReviewEvent(
                     item_id=new_id, from_status=None, to_status="pending", actor=actor, at=now
                 )
@@ -79,6 +80,9 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase], actor: str)
             )
         ).one()
         ids.append(existing)
+    # NOTE: added together after the loop so they go out as one batched INSERT, not one
+    # autoflushed INSERT before each of the next case's statements.
+    session.add_all(events)
     session.commit()
     return ids
 

@@ -22,7 +22,8 @@ Seed = Annotated[
 
 
 def _incoming(encounter: Encounter) -> Incoming:
-    return Incoming(encounter.encounter_id, encounter.as_received(), encounter.record())
+    received, record = encounter.received_and_record()
+    return Incoming(encounter.encounter_id, received, record)
 
 
 def _out(scored: Scored) -> PredictionOut:
