@@ -68,7 +68,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     referral.add_argument(
         "--no-retrain", action="store_true", help="skip the under-30 held-out retrain"
     )
-    referral.set_defaults(handler="app.training.referral_report:report_command")
+    referral.set_defaults(handler="app.training.commands:report_referral")
 
 
 def _add_service_commands(sub: argparse._SubParsersAction) -> None:

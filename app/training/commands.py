@@ -27,6 +27,7 @@ from app.training.evaluation import mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
 from app.training.referral import fit_thresholds
+from app.training.referral_report import build_report, recipe_from_card, refit_guard
 from app.training.train import reproducible
 
 log = logging.getLogger("app.training")
@@ -129,15 +130,25 @@ def calibrate(args: argparse.Namespace) -> int:
         return _calibrate(args)
 
 
-def _calibrate(args: argparse.Namespace) -> int:
+def _model_and_split(
+    args: argparse.Namespace,
+) -> tuple[LoadedModel, dict[str, Any], Dataset, np.ndarray] | None:
+    """Load the model and the data with the card's patient split; None (logged) if unloadable."""
     try:
         loaded = _load(args.model)
     except ModelLoadError as exc:
         log.error("%s", exc)
-        return 2
+        return None
     card = dict(loaded.card)
     dataset = load_dataset(args.data)
-    split = split_assignment(dataset.frame, int(card["data"]["split_seed"]))
+    return loaded, card, dataset, split_assignment(dataset.frame, int(card["data"]["split_seed"]))
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    opened = _model_and_split(args)
+    if opened is None:
+        return 2
+    loaded, card, dataset, split = opened
     x = loaded.spec.encode(dataset.columns())
     mc = card["mc"]
     scores = mc_scores(loaded.model, x, n_samples=int(mc["n_samples"]), seed=int(mc["seed"]))
@@ -189,3 +200,36 @@ def _flagged(
         guard = DomainGuard.from_dict(loaded.card["domain_guard"], loaded.model)
         flagged = flagged | guard.check_columns(dataset.columns(rows), x[rows]).flagged
     return flagged
+
+
+def report_referral(args: argparse.Namespace) -> int:
+    """Fit the guard into the card if asked, then write the referral and shift report."""
+    _setup_logging()
+    opened = _model_and_split(args)
+    if opened is None:
+        return 2
+    loaded, card, dataset, split = opened
+    if args.refit_guard or "domain_guard" not in card:
+        if dataset.sha256 != card["data"]["sha256"]:
+            log.error("the guard is fitted on the model's own training data; this file differs")
+            return 2
+        card = refit_guard(card, loaded.model, loaded.spec, dataset, split)
+        write_card(loaded.directory, card)
+        log.info("wrote the domain guard and the combined policy into %s", loaded.directory)
+    out = args.out or loaded.directory
+    out.mkdir(parents=True, exist_ok=True)
+    recipe = None if args.no_retrain else recipe_from_card(card)
+    report = build_report(
+        dataset=dataset, split=split, model=loaded.model, spec=loaded.spec, card=card,
+        out_dir=out, recipe=recipe, seed=int(card["mc"]["seed"]),
+    )  # fmt: skip
+    summary = {
+        "model_version": loaded.version,
+        "flag_rates": report["flag_rates"],
+        "seed_agreement": report["seed_agreement"],
+        "shifts": {k: v["auroc_combined"] for k, v in report["shifts"].items()},
+        "held_out_under_30": report.get("held_out_under_30"),
+        "report": str(out / "referral.md"),
+    }
+    print(json.dumps(summary))
+    return 0

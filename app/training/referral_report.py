@@ -1,6 +1,5 @@
-"""The referral report and `triage report-referral`: referral table, curve, stability, shifts."""
+"""The referral report: referral table, curve, flag stability across seeds, shift tests."""
 
-import argparse
 import json
 import logging
 from collections.abc import Mapping
@@ -252,43 +251,3 @@ def recipe_from_card(card: Mapping[str, Any]) -> Recipe:
     if "hidden" in saved:
         saved["hidden"] = tuple(saved["hidden"])
     return Recipe(**{k: v for k, v in saved.items() if k in Recipe.__dataclass_fields__})
-
-
-def report_command(args: argparse.Namespace) -> int:
-    """`triage report-referral`: fit the guard into the card if asked, then write the report."""
-    from app.inference.repository import ModelLoadError, latest_version_dir, load_model, write_card
-    from app.training.data import load_dataset, split_assignment
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        loaded = load_model(args.model or latest_version_dir())
-    except ModelLoadError as exc:
-        log.error("%s", exc)
-        return 2
-    card = dict(loaded.card)
-    dataset = load_dataset(args.data)
-    split = split_assignment(dataset.frame, int(card["data"]["split_seed"]))
-    if args.refit_guard or "domain_guard" not in card:
-        if dataset.sha256 != card["data"]["sha256"]:
-            log.error("the guard is fitted on the model's own training data; this file differs")
-            return 2
-        card = refit_guard(card, loaded.model, loaded.spec, dataset, split)
-        write_card(loaded.directory, card)
-        log.info("wrote the domain guard and the combined policy into %s", loaded.directory)
-    out = args.out or loaded.directory
-    out.mkdir(parents=True, exist_ok=True)
-    recipe = None if args.no_retrain else recipe_from_card(card)
-    report = build_report(
-        dataset=dataset, split=split, model=loaded.model, spec=loaded.spec, card=card,
-        out_dir=out, recipe=recipe, seed=int(card["mc"]["seed"]),
-    )  # fmt: skip
-    summary = {
-        "model_version": loaded.version,
-        "flag_rates": report["flag_rates"],
-        "seed_agreement": report["seed_agreement"],
-        "shifts": {k: v["auroc_combined"] for k, v in report["shifts"].items()},
-        "held_out_under_30": report.get("held_out_under_30"),
-        "report": str(out / "referral.md"),
-    }
-    print(json.dumps(summary))
-    return 0
