@@ -26,7 +26,7 @@ def list_queue(
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ReviewPage:
-    """Queue items, most uncertain first (`sort=std`), newest first (`sort=newest`) or oldest first (`sort=age`)."""
+    """Queue items: most uncertain (`sort=std`), newest (`sort=newest`) or oldest first (`age`)."""
     page = min(limit or settings.review_page_size, settings.review_max_page_size)
     items, next_cursor = service.list_items(
         session=session,
