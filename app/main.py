@@ -1,5 +1,6 @@
 """The application factory `create_app(settings)`; its lifespan loads the model and the DB."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,9 +67,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "model loaded",
         extra={"model_version": predictor.model_version, "device": str(engine.device)},
     )
+    # NOTE: a full collection walks every object the model, torch and SQLAlchemy left behind
+    # (130 ms here) and under load ran often enough to be the p99 of /predict. Frozen objects
+    # are skipped by collections; they are handed back at shutdown.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         await batcher.stop()
         database.dispose()
         for name in ("intake", "batcher", "predictor", "database", "queue_collector"):

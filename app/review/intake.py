@@ -88,5 +88,5 @@ class Intake:
         ]
 
     def _queue(self, cases: list[FlaggedCase], actor: str) -> list[int]:
-        with self.database.session() as session:
+        with self.database.writing(), self.database.session() as session:
             return queue_flagged(session=session, cases=cases, actor=actor)

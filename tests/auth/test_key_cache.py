@@ -36,6 +36,7 @@ def test_the_oldest_entries_make_room() -> None:
 
 @pytest.mark.data
 async def test_revocation_is_honoured_once_the_cache_is_cleared(app, client, keys, encounters):
+    app.state.key_cache = KeyCache(30)  # the app's default is off; this tests the cache on
     assert (await client.post("/predict", json=encounters[0], headers=keys["ehr"])).is_success
     with app.state.database.session() as session:
         session.execute(text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP"))
