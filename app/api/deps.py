@@ -96,9 +96,9 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
 
 
 def _authenticate(database: Database, key: str | None) -> Principal:
-    # NOTE: a short session of its own, so no connection is held while the model runs.
-    with database.session() as session:
-        return authenticate(session=session, key=key)
+    # NOTE: a short connection of its own, so none is held while the model runs.
+    with database.connect() as connection:
+        return authenticate(session=connection, key=key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -5,7 +5,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, Role
@@ -47,14 +47,16 @@ def create_key(*, session: Session, name: str, role: Role) -> tuple[ApiKey, str]
     return row, key
 
 
-def authenticate(*, session: Session, key: str | None) -> Principal:
+def authenticate(*, session: Session | Connection, key: str | None) -> Principal:
     """Find the live key matching `key`, comparing hashes in constant time; 401 otherwise."""
     if not key:
         raise UnauthorizedError("missing API key: send 'Authorization: Bearer <key>'")
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_SCHEME:
         raise UnauthorizedError("invalid API key")
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1])).one_or_none()
+    # NOTE: plain columns, not an ORM entity: this runs on every API request.
+    columns = (ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.revoked_at)
+    row = session.execute(select(*columns).where(ApiKey.prefix == parts[1])).one_or_none()
     # NOTE: hash and compare even when no row matched, so timing does not reveal valid prefixes.
     stored = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(stored, hash_key(key)) or row is None or row.revoked_at is not None:
