@@ -4,10 +4,10 @@ Every API request looks its key up in the database (an ORM query, a thread hop a
 connection): about half the cost of a single-encounter /predict. With
 `TRIAGE_AUTH__KEY_CACHE_TTL_S` above 0 a verified key is remembered for that many seconds, at
 two costs: a revoked key keeps working for at most that long in each worker, and requests that
-need no database write (unflagged predictions) are still answered while the database is down.
-It is off by default because the outage contract (`tests/faults`) wants every call to answer
-503 then. Only successes are cached, so a new key works at once and a bad key always reaches
-the database's constant-time check.
+need no database write (unflagged predictions) are still answered while the database is down
+(a flagged case still gets 503 until it can be stored: no 200 for an unstored flag). It is on
+(30 s) by default; 0 turns it off. Only successes are cached, so a new key works at once and a
+bad key always reaches the database's constant-time check.
 
 Entries are keyed by the key's sha256, never the key itself. A dict lookup by that digest leaks
 nothing useful through timing: an attacker cannot choose inputs that collide with a stored digest.

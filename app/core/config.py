@@ -48,11 +48,11 @@ class AuthSettings(BaseModel):
     """Secret that signs review-page session cookies; None derives a random one per process."""
     secure_cookies: bool = True
     """Mark session cookies Secure (turn off only for plain-HTTP local testing)."""
-    key_cache_ttl_s: float = Field(default=0.0, ge=0, le=3600)
-    """Seconds a verified API key is trusted without a database lookup (per worker). 0 (the
-    default) checks the database on every request, so every API call answers 503 while the
-    database is down. 30 doubles single-encounter throughput, but then a revoked key keeps
-    working for up to that long and unflagged cases are still answered during an outage."""
+    key_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
+    """Seconds a verified API key is trusted without a database lookup (per worker). The
+    default doubles single-encounter throughput, and during a database outage unflagged cases
+    are still answered (flagged ones get 503 until they can be stored); the price is that a
+    revoked key keeps working for up to this long. 0 checks the database on every request."""
 
     @field_validator("metrics_token", "session_secret")
     @classmethod

@@ -109,8 +109,10 @@ def test_database_stops_mid_load_and_comes_back(
     outage = [a for a in answers if a.started > t.stopped and a.ended < t.restarting]
     after = [a for a in answers if a.started > t.restarted]
     assert before and all(a.status == 200 for a in before)
-    # Nothing listens: every request of the outage is a quick 503 the EHR can retry.
-    assert outage and all(a.status == 503 for a in outage)
+    # Nothing listens: a flagged case cannot be stored, so it is a quick 503 the EHR retries;
+    # an unflagged one needs no database (its key is cached) and is still answered.
+    assert outage and all(a.status == 503 or not a.body["flagged"] for a in outage)
+    assert any(a.status == 503 for a in outage)
     assert all(a.retry_after and int(a.retry_after) >= 1 for a in answers if a.status == 503)
     assert all("database" in a.body["detail"] for a in answers if a.status == 503)
     slowest = max(a.ended - a.started for a in answers)
@@ -127,7 +129,8 @@ def test_database_stops_mid_load_and_comes_back(
     }
     assert flagged and stored == flagged
     print(
-        f"\n{len(answers)} answers: {len(outage)} during the outage (all 503), slowest "
+        f"\n{len(answers)} answers: {len(outage)} during the outage "
+        f"({sum(a.status == 503 for a in outage)} 503, the rest unflagged 200s), slowest "
         f"{slowest * 1000:.0f} ms, first 200 {(first_ok - t.restarted) * 1000:.0f} ms after "
         f"restart, {len(flagged)} flagged = {len(stored)} items"
     )
@@ -136,13 +139,16 @@ def test_database_stops_mid_load_and_comes_back(
 def test_a_hung_database_answers_503_within_the_timeout(
     model_dir: Path, tmp_path: Path, encounters: list[dict[str, Any]]
 ) -> None:
-    """PostgreSQL frozen (SIGSTOP): pooled connections hang, yet every answer comes in time."""
+    """PostgreSQL frozen (SIGSTOP): pooled connections hang, yet every answer comes in time.
+
+    The key cache is off here so that every request waits on the frozen database.
+    """
     if postgres_bindir() is None:
         pytest.skip("no PostgreSQL binaries (install Debian's postgresql)")
     with postgres() as pg:
         keys = prepare_database(pg.url)
         headers = {"Authorization": f"Bearer {keys['ehr']}"}
-        env = {"TRIAGE_DATABASE_TIMEOUT_S": str(TIMEOUT_S)}
+        env = {"TRIAGE_DATABASE_TIMEOUT_S": str(TIMEOUT_S), "TRIAGE_AUTH__KEY_CACHE_TTL_S": "0"}
         with triage_serve(
             database_url=pg.url, model_dir=model_dir, log_dir=tmp_path, extra_env=env
         ) as server:
