@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# NOTE: idle OpenMP threads sleep instead of spinning; on a shared host spinning workers steal
-# the cores the next operator needs. Set before torch loads OpenMP; both sides run under it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# NOTE: `--passive` makes idle OpenMP threads sleep instead of spin (useful on a busy shared
+# host), at the price of a wake-up latency on every small operator on both sides, which distorts
+# small-B numbers. The library default (ACTIVE on a quiet machine) is used otherwise. It must be
+# set before torch loads OpenMP, hence the check of argv here.
+if "--passive" in sys.argv[1:]:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import torch
 
@@ -86,6 +89,9 @@ def shipped_model() -> tuple[BayesianMLP, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="N=50, B in {1, 256} only")
+    parser.add_argument(
+        "--passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE (idle threads sleep)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     ns = (50,) if args.quick else (50, 256, 1000)
@@ -93,9 +99,10 @@ def main() -> None:
     budget = 0.1 if args.quick else 0.4
     model, name = shipped_model()
     engine = MCDropoutEngine(model, device="cpu")
+    policy = os.environ.get("OMP_WAIT_POLICY", "library default")
     print(
         f"# {name}; torch {torch.__version__}; {THREADS} threads; "
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; load {os.getloadavg()[0]:.2f}"
+        f"OMP_WAIT_POLICY={policy}; load {os.getloadavg()[0]:.2f}"
     )
     head = (
         f"{'N':>5} {'B':>5} | {'loop enc/s':>11} {'engine enc/s':>13} {'speed-up':>9} | "

@@ -34,6 +34,7 @@ Batch invariance (the same encounter gives the same bits alone or inside any bat
   count, so each encounter always runs through identically shaped kernels.
 """
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -147,11 +148,12 @@ class MCDropoutEngine:
         used_seed = self.default_seed if seed is None else _check_seed(seed)
         with torch.inference_mode():
             out = self._run(x, n_samples, used_seed).cpu()
+        mean, std, se, mi = out.unbind()
         return MCDropoutResult(
-            mean=out[0],
-            std=out[1],
-            std_standard_error=out[2],
-            mutual_information=out[3],
+            mean=mean,
+            std=std,
+            std_standard_error=se,
+            mutual_information=mi,
             n_samples=n_samples,
             seed=used_seed,
         )
@@ -181,7 +183,9 @@ class MCDropoutEngine:
             # NOTE: padding keeps every product at >= 2 rows on the CPU (MKL's one-row gemv sums
             # in another order) and at a fixed shape on CUDA (cuBLAS picks kernels by shape).
             target = rows if self.device.type == "cuda" else max(2, size)
-            if size < target:
+            if size == 1 and target == 2:
+                chunk = torch.cat([chunk, chunk])  # one op; the copy's row is discarded
+            elif size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
             parts.append(self._chunk(chunk, n, masks)[:, :size])
         if not parts:
@@ -261,32 +265,69 @@ def _check_seed(seed: int) -> int:
     return seed
 
 
-def _sigmoid(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `sigmoid(z)` and the Bernoulli entropy of it, from exp, log1p and + - * / only."""
+def _sigmoid(
+    z: torch.Tensor, prob: torch.Tensor | None = None, entropy: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `sigmoid(z)` and the Bernoulli entropy of it, from exp, log1p and + - * / only.
+
+    `prob` and `entropy`, when given, are buffers of `z`'s shape and dtype to write into.
+    """
     # NOTE: torch.sigmoid and softplus compute vector bodies and scalar tails differently, so
     # the last elements of a tensor can differ by an ulp from the same values elsewhere. exp and
     # log1p (vectorised tails) and correctly rounded + - * / give the same bits at any position.
     a = z.abs()
     q = a.neg().exp_()  # exp(-|z|), in (0, 1]
-    high = (q + 1.0).reciprocal_()  # sigmoid(|z|)
+    high = q.add(1.0).reciprocal_()  # sigmoid(|z|)
     low = q * high  # sigmoid(-|z|), accurate even when tiny
     # NOTE: the entropy is symmetric in z: log1p(exp(-|z|)) + |z| sigmoid(-|z|), no cancellation.
-    entropy = torch.log1p(q).add_(a.mul_(low))
-    return torch.where(z >= 0, high, low), entropy
+    entropy = torch.log1p(q, out=entropy) if entropy is not None else torch.log1p(q)
+    entropy.add_(a.mul_(low))
+    sign = z >= 0.0
+    prob = (
+        torch.where(sign, high, low, out=prob) if prob is not None else torch.where(sign, high, low)
+    )
+    return prob, entropy
 
 
 def _summarise(logits: torch.Tensor, n: int) -> torch.Tensor:
     """Return `[4, rows]`: mean, std, the std's Monte Carlo SE and BALD from logits `[rows, N]`."""
-    prob, entropy = _sigmoid(logits)
-    mean_entropy = entropy.sum(dim=1).double() / n
-    mean = prob.sum(dim=1).double() / n
-    dev2 = (prob - mean.to(torch.float32).unsqueeze(1)).square_()
-    var = dev2.sum(dim=1).double() / (n - 1)
-    m4 = dev2.square_().sum(dim=1).double() / n
+    # NOTE: one conversion in, one out: every per-encounter formula runs in float64, with float
+    # scalars (an int scalar costs a conversion) and in as few row-wise operators as possible,
+    # since at small B each operator costs more than its arithmetic.
+    z = logits.double()
+    rows = z.shape[0]
+    pair = torch.empty((2, rows, n), dtype=torch.float64, device=z.device)
+    prob, entropy = _sigmoid(z, pair[0], pair[1])
+    sums = pair.sum(dim=2).div_(float(n))  # [2, rows]: mean, mean entropy
+    mean, mean_entropy = sums.unbind()
+    dev2 = torch.sub(prob, mean.unsqueeze(1), out=entropy).square_()
+    torch.square(dev2, out=prob)
+    m4, var = pair.sum(dim=2).div_(_moment_divisors(n, z.device)).unbind()
+    out = torch.empty(4, rows, dtype=torch.float64, device=z.device)
+    mean_out, std, se, mi = out.unbind()
+    mean_out.copy_(mean)
+    torch.sqrt(var, out=std)
     # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
-    var_s2 = (m4 - var.square() * ((n - 3) / (n - 1))).clamp_min_(0.0) / n
-    std = var.sqrt()
-    se = torch.where(std > 0, var_s2.sqrt() / (2 * std).clamp_min(1e-300), 0.0)
-    entropy_of_mean = -(torch.xlogy(mean, mean) + torch.xlogy(1 - mean, 1 - mean))
-    mi = (entropy_of_mean - mean_entropy).clamp_min_(0.0)
-    return torch.stack([mean, std, se, mi]).to(torch.float32)
+    # std == 0 means every deviation is 0, so the numerator is 0 and the clamp gives SE 0.
+    numerator = m4.sub_(var.square_().mul_((n - 3) / (n - 1))).clamp_min_(0.0).sqrt_()
+    torch.div(numerator, std.mul(2.0 * math.sqrt(n)).clamp_min_(1e-300), out=se)
+    # NOTE: BALD: the entropy of the mean, -(xlogy(m) + xlogy(1-m)), minus the mean entropy.
+    one_minus = mean.neg().add_(1.0)
+    entropy_sum = torch.xlogy(mean, mean).add_(torch.xlogy(one_minus, one_minus))
+    torch.clamp_min(entropy_sum.add_(mean_entropy).neg_(), 0.0, out=mi)
+    return out.to(torch.float32)
+
+
+_DIVISORS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _moment_divisors(n: int, device: torch.device) -> torch.Tensor:
+    """`[[N], [N-1]]` float64: the fourth central moment's and the variance's divisors."""
+    key = (n, device)
+    divisors = _DIVISORS.get(key)
+    if divisors is None:
+        divisors = torch.tensor([[float(n)], [float(n - 1)]], dtype=torch.float64, device=device)
+        if len(_DIVISORS) >= 64:
+            _DIVISORS.clear()
+        _DIVISORS[key] = divisors
+    return divisors
