@@ -79,29 +79,11 @@ def database_url(empty_database_url: str) -> str:
     return migrate_to_head(empty_database_url)
 
 
-def published_rows(path: Path, n: int) -> list[dict[str, Any]]:
-    """The first `n` rows of the data file as API encounters (published types, label dropped)."""
-    import pandas as pd
-
-    from app.features.columns import DEATH_OR_HOSPICE_DISPOSITIONS, INTEGER_COLUMNS, LABEL_COLUMN
-
-    frame = pd.read_csv(path, keep_default_na=False, na_values=["?"], dtype=str, nrows=n)
-    rows = []
-    for raw in frame.to_dict("records"):
-        row: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name == LABEL_COLUMN or not isinstance(value, str):
-                continue
-            row[name] = int(value) if name in INTEGER_COLUMNS else value
-        row["encounter_id"] = str(row["encounter_id"])
-        if row.get("discharge_disposition_id") not in DEATH_OR_HOSPICE_DISPOSITIONS:
-            rows.append(row)
-    return rows
-
-
 @pytest.fixture(scope="session")
 def encounters(data_file: Path) -> list[dict[str, Any]]:
     """Real encounters from the data file in the API's request format."""
+    from bench.harness import published_rows
+
     return published_rows(data_file, N_ROWS)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.features import FeatureSpec, columns_from_records
-from tests.conftest import published_rows
+from bench.harness import published_rows
 
 pytestmark = pytest.mark.data
 

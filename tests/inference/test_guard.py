@@ -16,7 +16,7 @@ from app.inference.guard import (
     fit_std_threshold,
     referral_score,
 )
-from tests.conftest import published_rows
+from bench.harness import published_rows
 
 N_TRAIN = 3000
 
