@@ -41,6 +41,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded.model, device=settings.inference.device, default_seed=int(mc.get("seed", 0))
     )
     predictor = Predictor(loaded, engine, default_n_samples=settings.inference.n_samples)
+    # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise behaviour,
+    # which tests prove on the build machine; re-check it on the host that actually serves.
+    invariant = await anyio.to_thread.run_sync(
+        lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
+    )
+    if not invariant:
+        log.error("results depend on batch composition on this host: EHR retries may differ")
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")

@@ -16,7 +16,6 @@ from app.auth.service import Principal, authenticate, hash_key
 from app.core.config import Settings
 from app.core.errors import UnavailableError
 from app.db.session import Database
-from app.inference.predictor import Predictor
 from app.observability.metrics import Metrics
 from app.review.intake import Intake
 
@@ -45,11 +44,6 @@ async def get_database(request: Request) -> Database:
     return _state(request, "database")  # type: ignore[return-value]
 
 
-async def get_predictor(request: Request) -> Predictor:
-    """The loaded model's predictor."""
-    return _state(request, "predictor")  # type: ignore[return-value]
-
-
 async def get_intake(request: Request) -> Intake:
     """Scoring plus review-queue intake."""
     return _state(request, "intake")  # type: ignore[return-value]
@@ -58,7 +52,6 @@ async def get_intake(request: Request) -> Intake:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-EngineDep = Annotated[Predictor, Depends(get_predictor)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
@@ -115,4 +108,3 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 EhrDep = Annotated[Principal, Depends(require(Role.EHR))]
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
-AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -51,9 +51,3 @@ class ForbiddenError(AppError):
     """The key is valid but its role may not do this."""
 
     status_code = 403
-
-
-class PayloadTooLargeError(AppError):
-    """The request body is larger than the configured limit."""
-
-    status_code = 413

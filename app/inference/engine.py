@@ -25,11 +25,11 @@ Batch invariance (the same encounter gives the same bits alone or inside any bat
   only on that input row, and reductions over the last dimension of a contiguous tensor.
 - BLAS may still change the summation order with the shape: MKL takes a different (gemv) kernel
   when a product has one row. The CPU path therefore never runs a product with fewer than two
-  rows (a single encounter is padded with a zero row), splits batches into row chunks whose
+  rows (a single encounter is padded with a copy of itself), splits batches into row chunks whose
   sample-chunk size depends on N only, and never uses a matrix-vector product (the last
   Linear is an elementwise product and a row sum). MKL's gemm gives the same row for any row
   count >= 2 and any thread count; `tests/inference` checks it, and
-  `check_batch_invariance()` re-checks it on the host at start-up.
+  `check_batch_invariance()` re-checks it on the serving host at start-up.
 - On CUDA, where cuBLAS picks kernels by shape, every chunk is padded to the same fixed row
   count, so each encounter always runs through identically shaped kernels.
 """

@@ -20,15 +20,6 @@ from app.inference.repository import LoadedModel
 HIGH_UNCERTAINTY: Final = "high_uncertainty"
 
 
-class EngineResult(Protocol):
-    """What the MC-dropout engine returns for a batch (tensors of shape `[B]`)."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    n_samples: int
-    seed: int
-
-
 class Engine(Protocol):
     """The MC-dropout engine as the predictor uses it."""
 

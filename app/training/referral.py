@@ -27,7 +27,6 @@ from app.inference.guard import (
 from app.training.metrics import auroc, bootstrap_auroc_ci, brier
 
 FRACTIONS: Final = (0.05, 0.10, 0.20, 0.30)
-METHODS: Final = ("std", "mutual_information", "domain", "combined", "random")
 RESAMPLES: Final = 1000
 NOVELTY_SHARE: Final = 0.2
 CHUNK: Final = 1024
