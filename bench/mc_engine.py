@@ -1,9 +1,13 @@
 """Benchmark the MC-dropout engine against the reference loop and against plain matmul.
 
-Run `python bench/mc_engine.py` (about 3 minutes) or `python bench/mc_engine.py --quick`.
-Everything is measured in one run on 2 CPU threads; times are medians of repeats taken in
-interleaved rounds (loop with engine for the speed-up, engine with matmul for the FLOP rate), so
-each pair shares whatever load the machine carries.
+Run `python bench/mc_engine.py` (about 3 minutes) or `python bench/mc_engine.py --quick`;
+`--device cuda` measures the CUDA path (the loop and the matmul run on the GPU too; the engine is
+given CPU inputs, so its one transfer in and out is counted). Everything is measured in one run
+on 2 CPU threads; times are medians over interleaved rounds (loop with engine for the speed-up,
+engine with matmul for the FLOP rate), so each pair shares whatever load the machine carries.
+In a round each function runs back to back for about `BLOCK_S` and counts time per call: the
+steady rate a busy server sees. `--cold` times single calls instead, each right after the other
+function's, which charges every call the cache and branch-predictor misses of a cold start.
 """
 
 import argparse
@@ -30,20 +34,41 @@ from app.inference import BayesianMLP, MCDropoutEngine
 from app.inference.repository import ModelLoadError, latest_version_dir, load_model
 
 THREADS = 2
+BLOCK_S = 0.02  # one function's share of a round
 
 
-def side_by_side(fns: list[Callable[[], object]], budget_s: float, max_reps: int) -> list[float]:
-    """Median seconds of each function, timed in interleaved rounds so they share the load."""
-    for fn in fns:
+def synchronised(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """`fn` followed by a wait for the GPU, so a timer sees the whole of its work."""
+    if device.type != "cuda":
+        return fn
+
+    def run_and_wait() -> None:
         fn()
+        torch.cuda.synchronize(device)
+
+    return run_and_wait
+
+
+def side_by_side(
+    fns: list[Callable[[], object]], budget_s: float, max_rounds: int, *, cold: bool = False
+) -> list[float]:
+    """Median seconds per call of each function, over rounds that alternate between them."""
+    calls = []
+    for fn in fns:
+        start = time.perf_counter()
+        fn()
+        once = time.perf_counter() - start
+        calls.append(1 if cold else max(1, min(1000, int(BLOCK_S / max(once, 1e-7)))))
     times: list[list[float]] = [[] for _ in fns]
     spent = 0.0
-    while len(times[0]) < max_reps and (not times[0] or spent < budget_s):
-        for fn, own in zip(fns, times, strict=True):
+    while len(times[0]) < max_rounds and (not times[0] or spent < budget_s):
+        for fn, count, own in zip(fns, calls, times, strict=True):
             start = time.perf_counter()
-            fn()
-            own.append(time.perf_counter() - start)
-            spent += own[-1]
+            for _ in range(count):
+                fn()
+            elapsed = time.perf_counter() - start
+            own.append(elapsed / count)
+            spent += elapsed
     return [statistics.median(own) for own in times]
 
 
@@ -66,15 +91,18 @@ def useful_flops(model: BayesianMLP, batch: int, n: int) -> float:
     )
 
 
-def matmul_limit(model: BayesianMLP, batch: int, n: int) -> Callable[[], object]:
+def matmul_limit(
+    model: BayesianMLP, batch: int, n: int, device: torch.device
+) -> Callable[[], object]:
     """Plain torch.matmul of the same shapes (the practical limit)."""
     widths = [model.in_features, *model.hidden, 1]
-    operands = [(torch.randn(batch, widths[0]), torch.randn(widths[0], widths[1]))]
+    shapes = [((batch, widths[0]), (widths[0], widths[1]))]
     for k, (a, b) in enumerate(itertools.pairwise(widths[1:])):
         rows = batch if k == 0 and len(widths) == 3 else batch * n
         cols = n if k == 0 and len(widths) == 3 else b
-        operands.append((torch.randn(rows, a), torch.randn(a, cols)))
-    return lambda: [torch.matmul(a, b) for a, b in operands]
+        shapes.append(((rows, a), (a, cols)))
+    operands = [(torch.randn(*s, device=device), torch.randn(*t, device=device)) for s, t in shapes]
+    return synchronised(lambda: [torch.matmul(a, b) for a, b in operands], device)
 
 
 def shipped_model() -> tuple[BayesianMLP, str]:
@@ -92,17 +120,23 @@ def main() -> None:
     parser.add_argument(
         "--passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE (idle threads sleep)"
     )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--cold", action="store_true", help="time single alternating calls")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(THREADS)
     ns = (50,) if args.quick else (50, 256, 1000)
     batches = (1, 256) if args.quick else (1, 32, 256, 4096)
-    budget = 0.1 if args.quick else 0.4
+    budget = 0.25 if args.quick else 0.4
     model, name = shipped_model()
-    engine = MCDropoutEngine(model, device="cpu")
+    engine = MCDropoutEngine(model, device=device)
+    model.to(device)
     policy = os.environ.get("OMP_WAIT_POLICY", "library default")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"# {name}; torch {torch.__version__}; {THREADS} threads; "
-        f"OMP_WAIT_POLICY={policy}; load {os.getloadavg()[0]:.2f}"
+        f"# {name}; torch {torch.__version__}; {where}; {THREADS} threads; "
+        f"OMP_WAIT_POLICY={policy}; {'single cold calls' if args.cold else 'steady rate'}; "
+        f"load {os.getloadavg()[0]:.2f}"
     )
     head = (
         f"{'N':>5} {'B':>5} | {'loop enc/s':>11} {'engine enc/s':>13} {'speed-up':>9} | "
@@ -114,20 +148,26 @@ def main() -> None:
     for n in ns:
         for batch in batches:
             x = torch.randn(batch, model.in_features)
+            x_there = x.to(device)
             work = batch * n
-            loop_reps = 1 if work >= 256 * 256 else 5
+            loop_reps = 1 if work >= 256 * 256 and device.type == "cpu" else 5
             t_loop, t_engine = side_by_side(
                 [
-                    lambda: reference_loop(model, x, n),  # noqa: B023
+                    synchronised(lambda: reference_loop(model, x_there, n), device),  # noqa: B023
                     lambda: engine.predict(x, n_samples=n),  # noqa: B023
                 ],
                 budget,
                 loop_reps,
+                cold=args.cold,
             )
             t_engine, t_mm = side_by_side(
-                [lambda: engine.predict(x, n_samples=n), matmul_limit(model, batch, n)],  # noqa: B023
+                [
+                    lambda: engine.predict(x, n_samples=n),  # noqa: B023
+                    matmul_limit(model, batch, n, device),
+                ],
                 budget,
                 200,
+                cold=args.cold,
             )
             flops = useful_flops(model, batch, n)
             print(
@@ -139,14 +179,18 @@ def main() -> None:
     if not args.quick:
         torch.manual_seed(0)
         deep = BayesianMLP(model.in_features, [256, 256], 0.1)
-        deep_engine = MCDropoutEngine(deep, device="cpu")
+        deep_engine = MCDropoutEngine(deep, device=device)
         print(f"\n# two dropout layers: BayesianMLP({model.in_features}, [256, 256], p=0.1)")
         for n, batch in ((50, 256), (50, 4096)):
             x = torch.randn(batch, deep.in_features)
             t_engine, t_mm = side_by_side(
-                [lambda: deep_engine.predict(x, n_samples=n), matmul_limit(deep, batch, n)],  # noqa: B023
+                [
+                    lambda: deep_engine.predict(x, n_samples=n),  # noqa: B023
+                    matmul_limit(deep, batch, n, device),
+                ],
                 budget,
                 20,
+                cold=args.cold,
             )
             flops = useful_flops(deep, batch, n)
             print(

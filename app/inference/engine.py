@@ -38,7 +38,9 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,6 +51,8 @@ _MASK_CACHE_SIZE = 8
 _ROWS_ELEMENTS = 1 << 19  # rows per chunk x N: few, large elementwise passes per batch
 _SAMPLE_ELEMENTS = 1 << 20  # rows x samples x width of one later-layer product
 _MAX_SEED = 2**63 - 1
+_TINY = 1e-300  # a floor that keeps divisions and logs finite where a value is exactly 0
+_LOGIT_LIMIT = 80.0  # exp(80) is finite in float32; sigmoid(+-80) is 1 or 0 there
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,8 @@ class MCDropoutEngine:
             raise ValueError(f"x must have shape [B, {self.in_features}], got {list(x.shape)}")
         used_seed = self.default_seed if seed is None else _check_seed(seed)
         with torch.inference_mode():
-            out = self._run(x, n_samples, used_seed).cpu()
-        mean, std, se, mi = out.unbind()
+            out = self._run(x, n_samples, used_seed)
+        mean, std, se, mi = torch.from_numpy(out).unbind()
         return MCDropoutResult(
             mean=mean,
             std=std,
@@ -170,8 +174,8 @@ class MCDropoutEngine:
                     return False
         return True
 
-    def _run(self, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-        """Return `[4, B]` float32 on the device: mean, std, std's SE, mutual information."""
+    def _run(self, x: torch.Tensor, n: int, seed: int) -> np.ndarray:
+        """Return `[4, B]` float32: mean, std, std's SE, mutual information."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
@@ -189,10 +193,10 @@ class MCDropoutEngine:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
             parts.append(self._chunk(chunk, n, masks)[:, :size])
         if not parts:
-            return x.new_zeros(4, 0)
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            return np.zeros((4, 0), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
-    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None) -> torch.Tensor:
+    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None) -> np.ndarray:
         """Return `[4, rows]` statistics for one chunk of encounters."""
         h = x
         first = len(self._layers) - 1 if self._first is None else self._first
@@ -200,8 +204,9 @@ class MCDropoutEngine:
             h = torch.addmm(layer.bias, h, layer.weight_t).relu_()
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
-            zero = torch.zeros_like(logit)
-            return torch.stack([_sigmoid(logit)[0], zero, zero, zero])
+            out = np.zeros((4, len(logit)), dtype=np.float32)
+            out[0] = _probability(torch, logit).cpu().numpy()
+            return out
         if masks.fold_t is not None:
             return _summarise(torch.addmm(self._out_b, h, masks.fold_t), n)
         return _summarise(self._later_layers(h, n, masks, first), n)
@@ -265,69 +270,85 @@ def _check_seed(seed: int) -> int:
     return seed
 
 
-def _sigmoid(
-    z: torch.Tensor, prob: torch.Tensor | None = None, entropy: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `sigmoid(z)` and the Bernoulli entropy of it, from exp, log1p and + - * / only.
+def _probability(xp: Any, z: Any) -> Any:
+    """`sigmoid(z)` in place of `z`, as `1 / (1 + exp(-z))`: accurate for either sign of `z`."""
+    # NOTE: the floor only keeps exp finite (sigmoid(-80) is already 0 in float32); elementwise
+    # exp and correctly rounded + and / give the same bits at any position of a tensor.
+    if xp is np:
+        np.maximum(z, -_LOGIT_LIMIT, out=z)
+    else:
+        z.clamp_min_(-_LOGIT_LIMIT)
+    xp.negative(z, out=z)
+    xp.exp(z, out=z)
+    z += 1.0
+    return xp.reciprocal(z, out=z)
 
-    `prob` and `entropy`, when given, are buffers of `z`'s shape and dtype to write into.
+
+def _sample_sums(logits: torch.Tensor, n: int) -> np.ndarray:
+    """Per row of logits `[rows, N]`: sums of p, of its entropy, of (p - mean)^4 and (p - mean)^2.
+
+    The `[rows, N]` passes run in float32 with NumPy on the CPU, where an operator on a short
+    row costs well under torch's dispatch (the B = 1 case), and with torch on CUDA, where the
+    data stays on the device. `logits` is overwritten. Returns `[4, rows]` float32 on the CPU.
     """
-    # NOTE: torch.sigmoid and softplus compute vector bodies and scalar tails differently, so
-    # the last elements of a tensor can differ by an ulp from the same values elsewhere. exp and
-    # log1p (vectorised tails) and correctly rounded + - * / give the same bits at any position.
-    a = z.abs()
-    q = a.neg().exp_()  # exp(-|z|), in (0, 1]
-    high = q.add(1.0).reciprocal_()  # sigmoid(|z|)
-    low = q * high  # sigmoid(-|z|), accurate even when tiny
-    # NOTE: the entropy is symmetric in z: log1p(exp(-|z|)) + |z| sigmoid(-|z|), no cancellation.
-    entropy = torch.log1p(q, out=entropy) if entropy is not None else torch.log1p(q)
-    entropy.add_(a.mul_(low))
-    sign = z >= 0.0
-    prob = (
-        torch.where(sign, high, low, out=prob) if prob is not None else torch.where(sign, high, low)
-    )
-    return prob, entropy
+    cpu = logits.device.type == "cpu"
+    xp: Any = np if cpu else torch
+    z: Any = logits.numpy() if cpu else logits
+    row_sum: Any = np.add.reduce if cpu else torch.sum  # (x, 1, out=...) means the same to both
+    sums: Any = np.empty((4, len(z)), np.float32) if cpu else logits.new_empty((4, len(z)))
+    a = xp.abs(z)
+    q = xp.negative(a)
+    xp.exp(q, out=q)  # exp(-|z|), in (0, 1]
+    # NOTE: the Bernoulli entropy is symmetric in z: log1p(exp(-|z|)) + |z| sigmoid(-|z|), with
+    # no cancellation at either tail.
+    entropy = xp.log1p(q)
+    xp.divide(q, xp.add(q, 1.0), out=q)  # sigmoid(-|z|)
+    entropy += xp.multiply(a, q, out=a)
+    row_sum(entropy, 1, out=sums[1])
+    prob = _probability(xp, z)
+    row_sum(prob, 1, out=sums[0])
+    prob -= (sums[0] / n)[:, None]
+    deviation2 = xp.square(prob, out=prob)
+    row_sum(deviation2, 1, out=sums[3])
+    row_sum(xp.square(deviation2, out=deviation2), 1, out=sums[2])
+    return sums if cpu else sums.cpu().numpy()
 
 
-def _summarise(logits: torch.Tensor, n: int) -> torch.Tensor:
-    """Return `[4, rows]`: mean, std, the std's Monte Carlo SE and BALD from logits `[rows, N]`."""
-    # NOTE: one conversion in, one out: every per-encounter formula runs in float64, with float
-    # scalars (an int scalar costs a conversion) and in as few row-wise operators as possible,
-    # since at small B each operator costs more than its arithmetic.
-    z = logits.double()
-    rows = z.shape[0]
-    pair = torch.empty((2, rows, n), dtype=torch.float64, device=z.device)
-    prob, entropy = _sigmoid(z, pair[0], pair[1])
-    sums = pair.sum(dim=2).div_(float(n))  # [2, rows]: mean, mean entropy
-    mean, mean_entropy = sums.unbind()
-    dev2 = torch.sub(prob, mean.unsqueeze(1), out=entropy).square_()
-    torch.square(dev2, out=prob)
-    m4, var = pair.sum(dim=2).div_(_moment_divisors(n, z.device)).unbind()
-    out = torch.empty(4, rows, dtype=torch.float64, device=z.device)
-    mean_out, std, se, mi = out.unbind()
-    mean_out.copy_(mean)
-    torch.sqrt(var, out=std)
+def _summarise(logits: torch.Tensor, n: int) -> np.ndarray:
+    """Return `[4, rows]` float32: mean, std, the std's Monte Carlo SE and BALD from `[rows, N]`.
+
+    `logits` is overwritten.
+    """
+    # NOTE: sums are pairwise over one contiguous row at a time and the per-row formulas are
+    # elementwise, so a row's result does not depend on its neighbours. The per-row formulas
+    # run in float64 NumPy: on a short vector an operator costs a fraction of torch's dispatch.
+    mean, mean_entropy, m4, var = _sample_sums(logits, n) / _divisors(n)
+    out = np.empty((4, len(mean)), dtype=np.float64)
+    out[0] = mean
+    std = np.sqrt(var, out=out[1])
     # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
-    # std == 0 means every deviation is 0, so the numerator is 0 and the clamp gives SE 0.
-    numerator = m4.sub_(var.square_().mul_((n - 3) / (n - 1))).clamp_min_(0.0).sqrt_()
-    torch.div(numerator, std.mul(2.0 * math.sqrt(n)).clamp_min_(1e-300), out=se)
-    # NOTE: BALD: the entropy of the mean, -(xlogy(m) + xlogy(1-m)), minus the mean entropy.
-    one_minus = mean.neg().add_(1.0)
-    entropy_sum = torch.xlogy(mean, mean).add_(torch.xlogy(one_minus, one_minus))
-    torch.clamp_min(entropy_sum.add_(mean_entropy).neg_(), 0.0, out=mi)
-    return out.to(torch.float32)
+    # std == 0 means every deviation is 0, so the numerator is 0 and the floor gives SE 0.
+    numerator = np.sqrt(np.maximum(m4 - var * var * ((n - 3) / (n - 1)), 0.0))
+    np.divide(numerator, np.maximum(std * (2.0 * math.sqrt(n)), _TINY), out=out[2])
+    # NOTE: BALD: the entropy of the mean, -(m log m + (1-m) log(1-m)), minus the mean entropy;
+    # |m - [0, 1]| gives m and 1 - m at once, and the floor makes 0 log 0 = 0 without a warning.
+    both = np.abs(mean - _ZERO_ONE)
+    both *= np.log(np.maximum(both, _TINY))
+    minus_entropy_of_mean = np.add.reduce(both, 0)
+    np.maximum(np.negative(minus_entropy_of_mean + mean_entropy), 0.0, out=out[3])
+    return out.astype(np.float32)
 
 
-_DIVISORS: dict[tuple[int, torch.device], torch.Tensor] = {}
+_ZERO_ONE = np.array([[0.0], [1.0]])
+_DIVISORS: dict[int, np.ndarray] = {}
 
 
-def _moment_divisors(n: int, device: torch.device) -> torch.Tensor:
-    """`[[N], [N-1]]` float64: the fourth central moment's and the variance's divisors."""
-    key = (n, device)
-    divisors = _DIVISORS.get(key)
+def _divisors(n: int) -> np.ndarray:
+    """`[[N], [N], [N], [N-1]]`: turn the row sums into mean, mean entropy, m4 and variance."""
+    divisors = _DIVISORS.get(n)
     if divisors is None:
-        divisors = torch.tensor([[float(n)], [float(n - 1)]], dtype=torch.float64, device=device)
+        divisors = np.array([[n], [n], [n], [n - 1]], dtype=np.float64)
         if len(_DIVISORS) >= 64:
             _DIVISORS.clear()
-        _DIVISORS[key] = divisors
+        _DIVISORS[n] = divisors
     return divisors

@@ -10,6 +10,8 @@ from app.inference import BayesianMLP, MCDropoutEngine
 from app.inference.engine import _rows_per_chunk
 
 FIELDS = ("mean", "std", "std_standard_error", "mutual_information")
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=NO_CUDA)]
 
 
 def make_model(in_features: int, hidden: list[int], p: float, seed: int) -> BayesianMLP:
@@ -50,12 +52,13 @@ def assert_same(a: object, b: object, rows: slice | int | None = None) -> None:
         assert torch.equal(left, right), name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("hidden", [[24], [20, 16]], ids=["one-dropout", "two-dropout"])
-def test_agrees_in_distribution_with_the_reference_loop(hidden: list[int]) -> None:
+def test_agrees_in_distribution_with_the_reference_loop(hidden: list[int], device: str) -> None:
     n = 20_000
     model = make_model(6, hidden, 0.3, seed=1)
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
-    engine = MCDropoutEngine(model, device="cpu", default_seed=3)
+    engine = MCDropoutEngine(model, device=device, default_seed=3)
     got = engine.predict(x, n_samples=n)
     ref = reference_samples(model, x, n, seed=4)
     ref_mean, ref_std, ref_se = ref.mean(dim=0), ref.std(dim=0), delta_se_of_std(ref)
@@ -114,11 +117,12 @@ SHAPES = {
 }
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n", [2, 50, 1000])
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
-def test_an_encounter_gets_the_same_bits_in_any_batch(shape: str, n: int) -> None:
+def test_an_encounter_gets_the_same_bits_in_any_batch(shape: str, n: int, device: str) -> None:
     in_features, hidden, p = SHAPES[shape]
-    engine = MCDropoutEngine(make_model(in_features, hidden, p, seed=5), device="cpu")
+    engine = MCDropoutEngine(make_model(in_features, hidden, p, seed=5), device=device)
     gen = torch.Generator().manual_seed(6)
     target = torch.randn(1, in_features, generator=gen)
     alone = engine.predict(target, n_samples=n)
@@ -244,7 +248,7 @@ def test_cuda_without_a_gpu_is_refused() -> None:
         MCDropoutEngine(make_model(8, [16], 0.3, seed=0), device="cuda")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@NO_CUDA
 def test_cuda_matches_the_cpu_in_distribution_and_is_batch_invariant() -> None:
     model = make_model(362, [256], 0.1, seed=14)
     x = torch.randn(64, 362)
