@@ -69,7 +69,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_n_samples=settings.inference.min_n_samples,
         max_n_samples=settings.inference.max_n_samples,
         observe=metrics.observe_predictions,
+        max_pending_writes=settings.inference.max_queue_size,
     )
+    await app.state.intake.start()
     log.info(
         "model loaded",
         extra={"model_version": predictor.model_version, "device": str(engine.device)},
@@ -84,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         gc.unfreeze()
         await batcher.stop()
+        await app.state.intake.stop()
         database.dispose()
         for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
             setattr(app.state, name, None)

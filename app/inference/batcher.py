@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -44,6 +44,8 @@ class MicroBatcher(Generic[T, R]):
         max_batch_delay_us: int,
         max_queue_size: int,
         on_batch: Callable[[int, float], None] | None = None,
+        run: Callable[[Callable[[list[T]], list[R]], list[T]], Awaitable[list[R]]] | None = None,
+        name: str = "inference",
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0:
             raise ValueError("batch size and queue size must be >= 1 and the delay >= 0")
@@ -52,6 +54,10 @@ class MicroBatcher(Generic[T, R]):
         self._max_delay_s = max_batch_delay_us / 1e6
         self._max_queue_size = max_queue_size
         self._on_batch = on_batch
+        # NOTE: how `process` is taken off the event loop: a worker thread by default; the
+        # review-queue writer passes `Database.run`, which adds its timeout and 503 mapping.
+        self._run_process = run or _in_thread
+        self._name = name
         self._queue: deque[_Request[T, R]] = deque()
         self._queued_items = 0
         self._wakeup = asyncio.Event()
@@ -68,7 +74,7 @@ class MicroBatcher(Generic[T, R]):
         if self._worker is None:
             self._stopping = False
             self._wakeup = asyncio.Event()
-            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+            self._worker = asyncio.create_task(self._run(), name=f"{self._name} micro-batcher")
 
     async def stop(self) -> None:
         """Process what is queued, then stop the worker."""
@@ -82,12 +88,12 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, items: list[T]) -> list[R]:
         """Queue a request's items and wait for their results, in order."""
         if self._worker is None or self._stopping:
-            raise UnavailableError("the inference batcher is not running")
+            raise UnavailableError(f"the {self._name} batcher is not running")
         if not items:
             return []
         if self._queued_items + len(items) > self._max_queue_size:
             raise QueueFullError(
-                f"inference queue is full ({self._queued_items} items waiting)", retry_after_s=1
+                f"{self._name} queue is full ({self._queued_items} items waiting)", retry_after_s=1
             )
         request: _Request[T, R] = _Request(list(items), asyncio.get_running_loop().create_future())
         self._queue.append(request)
@@ -141,13 +147,16 @@ class MicroBatcher(Generic[T, R]):
         items = [item for request in live for item in request.items]
         started = time.perf_counter()
         try:
-            results = await asyncio.to_thread(self._process, items)
+            results = await self._run_process(self._process, items)
             if len(results) != len(items):
                 raise RuntimeError(
                     f"process returned {len(results)} results for {len(items)} items"
                 )
         except Exception as exc:  # NOTE: every waiter of the batch gets the failure.
-            logger.exception("micro-batch of %d items failed", len(items))
+            if isinstance(exc, UnavailableError):  # an outage, answered 503: no traceback
+                logger.warning("micro-batch of %d items failed: %s", len(items), exc)
+            else:
+                logger.exception("micro-batch of %d items failed", len(items))
             for request in live:
                 if not request.future.done():
                     request.future.set_exception(exc)
@@ -168,3 +177,7 @@ class MicroBatcher(Generic[T, R]):
             self._on_batch(size, seconds)
         except Exception:  # NOTE: a metrics failure must not stop the batcher.
             logger.exception("on_batch callback failed")
+
+
+async def _in_thread(process: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
+    return await asyncio.to_thread(process, items)

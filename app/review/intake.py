@@ -2,16 +2,25 @@
 
 The order matters: an answer that says "flagged" is only returned once its review item is
 committed, so a database outage surfaces as a 503 the EHR retries, never as a lost case.
+
+Flagged cases of concurrent requests are committed together (group commit): the writer takes
+every request waiting when it is free and stores them in one transaction, so one commit (one
+fsync on SQLite) serves many requests. Each request still waits for its own commit, and answers
+503 when it does not come within the database timeout.
 """
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from app.core.errors import BadRequestError
+from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
+from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.review.service import FlaggedCase, queue_flagged
+
+_REQUESTS_PER_COMMIT: Final = 256
 
 
 class Submitter(Protocol):
@@ -41,7 +50,7 @@ class Scored:
 
 
 class Intake:
-    """Scores through the batcher and queues flagged cases."""
+    """Scores through the batcher and queues flagged cases (start it before use)."""
 
     def __init__(
         self,
@@ -52,6 +61,7 @@ class Intake:
         min_n_samples: int,
         max_n_samples: int,
         observe: Callable[[Sequence[Prediction]], None] | None = None,
+        max_pending_writes: int = 4096,
     ) -> None:
         self.predictor = predictor
         self.batcher = batcher
@@ -59,6 +69,24 @@ class Intake:
         self.min_n_samples = min_n_samples
         self.max_n_samples = max_n_samples
         self.observe = observe
+        # NOTE: one item per request (its flagged cases); no delay: whatever waits while a
+        # commit runs goes into the next one.
+        self._writer: MicroBatcher[list[FlaggedCase], list[int] | Exception] = MicroBatcher(
+            self._write,
+            max_batch_size=_REQUESTS_PER_COMMIT,
+            max_batch_delay_us=0,
+            max_queue_size=max_pending_writes,
+            run=self._in_database,
+            name="database write",
+        )
+
+    async def start(self) -> None:
+        """Start the review-queue writer."""
+        await self._writer.start()
+
+    async def stop(self) -> None:
+        """Write what is waiting, then stop the writer."""
+        await self._writer.stop()
 
     async def score(
         self, encounters: Sequence[Incoming], *, n_samples: int | None, seed: int | None, actor: str
@@ -72,13 +100,11 @@ class Intake:
         requests = [ScoringRequest(record=e.record, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
         flagged = [
-            FlaggedCase(e.encounter_id, e.as_received, p)
+            FlaggedCase(e.encounter_id, e.as_received, p, actor)
             for e, p in zip(encounters, predictions, strict=True)
             if p.flagged
         ]
-        ids: list[int] = []
-        if flagged:
-            ids = await self.database.run(self._queue, flagged, actor)
+        ids = await self._store(flagged) if flagged else []
         if self.observe is not None:
             self.observe(predictions)
         item_ids = iter(ids)
@@ -87,6 +113,46 @@ class Intake:
             for e, p in zip(encounters, predictions, strict=True)
         ]
 
-    def _queue(self, cases: list[FlaggedCase], actor: str) -> list[int]:
+    async def _store(self, cases: list[FlaggedCase]) -> list[int]:
+        """Commit one request's flagged cases through the writer; their item ids in order."""
+        try:
+            [written] = await asyncio.wait_for(
+                self._writer.submit([cases]), self.database.timeout_s
+            )
+        except TimeoutError as exc:
+            raise UnavailableError("the database did not answer in time; retry shortly") from exc
+        if isinstance(written, Exception):
+            raise written
+        return written
+
+    async def _in_database(
+        self, work: Callable[[list[list[FlaggedCase]]], list[list[int] | Exception]], items: Any
+    ) -> list[list[int] | Exception]:
+        return await self.database.run(work, items)
+
+    def _write(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
+        """Commit several requests' cases in one transaction (runs in a database thread)."""
+        try:
+            ids = self._commit([case for cases in requests for case in cases])
+        except BadRequestError:
+            if len(requests) == 1:
+                raise
+            # NOTE: one request's value cannot be stored: commit each request alone, so the 400
+            # reaches that request only and the others are still stored.
+            return [self._commit_or_error(cases) for cases in requests]
+        out: list[list[int] | Exception] = []
+        start = 0
+        for cases in requests:
+            out.append(ids[start : start + len(cases)])
+            start += len(cases)
+        return out
+
+    def _commit_or_error(self, cases: list[FlaggedCase]) -> list[int] | Exception:
+        try:
+            return self._commit(cases)
+        except (BadRequestError, UnavailableError) as exc:
+            return exc
+
+    def _commit(self, cases: list[FlaggedCase]) -> list[int]:
         with self.database.writing(), self.database.session() as session:
-            return queue_flagged(session=session, cases=cases, actor=actor)
+            return queue_flagged(session=session, cases=cases)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from sqlalchemy import insert as sqlalchemy_insert
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -31,60 +32,68 @@ class FlaggedCase:
     encounter_id: str
     encounter: Mapping[str, Any]
     prediction: Prediction
+    actor: str  # the API key that submitted it, for the audit trail
 
 
-def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase], actor: str) -> list[int]:
+def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase]) -> list[int]:
     """Insert each case or find the one already queued for its (encounter, version); commit.
 
-    Returns the item ids in order. Race-safe: `INSERT ... ON CONFLICT DO NOTHING` on the unique
-    (encounter_id, model_version) constraint, then a read of the winner's row.
+    Returns the item ids in order. Race-safe: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on
+    the unique (encounter_id, model_version) constraint, then one read of the rows that already
+    existed (queued by an earlier request, or by a rival at the same moment).
     """
-    ids: list[int] = []
-    events: list[ReviewEvent] = []
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for case in cases:
-        p = case.prediction
-        now = utcnow()
-        statement = (
-            insert(ReviewItem)
-            .values(
-                encounter_id=case.encounter_id,
-                model_version=p.model_version,
-                encounter=dict(case.encounter),
-                probability=p.probability,
-                std=p.std,
-                reasons=list(p.reasons),
-                threshold=p.threshold,
-                n_samples=p.n_samples,
-                seed=p.seed,
-                status=ReviewStatus.PENDING.value,
-                created_at=now,
-                updated_at=now,
+    now = utcnow()
+    # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
+    # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
+    statement = (
+        insert(ReviewItem)
+        .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
+        .returning(ReviewItem.id, ReviewItem.encounter_id, ReviewItem.model_version)
+    )
+    inserted = session.execute(statement, [_item_row(case, now) for case in cases]).all()
+    found = {(encounter_id, version): item_id for item_id, encounter_id, version in inserted}
+    missing = {(c.encounter_id, c.prediction.model_version) for c in cases} - found.keys()
+    if missing:
+        rows = session.execute(
+            select(ReviewItem.encounter_id, ReviewItem.model_version, ReviewItem.id).where(
+                tuple_(ReviewItem.encounter_id, ReviewItem.model_version).in_(sorted(missing))
             )
-            .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
-            .returning(ReviewItem.id)
         )
-        new_id = session.execute(statement).scalar_one_or_none()
-        if new_id is not None:
-            events.append(
-                ReviewEvent(
-                    item_id=new_id, from_status=None, to_status="pending", actor=actor, at=now
-                )
-            )
-            ids.append(new_id)
-            continue
-        existing = session.scalars(
-            select(ReviewItem.id).where(
-                ReviewItem.encounter_id == case.encounter_id,
-                ReviewItem.model_version == p.model_version,
-            )
-        ).one()
-        ids.append(existing)
-    # NOTE: added together after the loop so they go out as one batched INSERT, not one
-    # autoflushed INSERT before each of the next case's statements.
-    session.add_all(events)
+        found.update({(encounter_id, version): item_id for encounter_id, version, item_id in rows})
+    if inserted:
+        actors = {(c.encounter_id, c.prediction.model_version): c.actor for c in cases}
+        events = [
+            {
+                "item_id": item_id,
+                "from_status": None,
+                "to_status": ReviewStatus.PENDING.value,
+                "actor": actors[(encounter_id, version)],
+                "at": now,
+            }
+            for item_id, encounter_id, version in inserted
+        ]
+        session.execute(sqlalchemy_insert(ReviewEvent), events)
     session.commit()
-    return ids
+    return [found[(c.encounter_id, c.prediction.model_version)] for c in cases]
+
+
+def _item_row(case: FlaggedCase, now: datetime) -> dict[str, Any]:
+    p = case.prediction
+    return {
+        "encounter_id": case.encounter_id,
+        "model_version": p.model_version,
+        "encounter": dict(case.encounter),
+        "probability": p.probability,
+        "std": p.std,
+        "reasons": list(p.reasons),
+        "threshold": p.threshold,
+        "n_samples": p.n_samples,
+        "seed": p.seed,
+        "status": ReviewStatus.PENDING.value,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def get_item(*, session: Session, item_id: int) -> ReviewItem:

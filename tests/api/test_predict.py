@@ -76,6 +76,20 @@ async def test_concurrent_duplicates_make_one_item(app, client, keys, flag_split
     assert count_rows(app, "review_items") == 1
 
 
+async def test_the_same_flagged_encounter_twice_in_a_batch_makes_one_item(
+    app, client, keys, flag_split
+) -> None:
+    encounter = flag_split[0][2]
+    batch = {"encounters": [encounter, flag_split[0][3], encounter]}
+    response = await client.post("/predict/batch", json=batch, headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    first, other, again = response.json()["predictions"]
+    assert first["review_item_id"] == again["review_item_id"] is not None
+    assert other["review_item_id"] not in (None, first["review_item_id"])
+    assert count_rows(app, "review_items") == 2
+    assert count_rows(app, "review_events") == 2
+
+
 async def test_batch_answers_in_order_and_matches_single_predictions(
     app, client, keys, encounters
 ) -> None:

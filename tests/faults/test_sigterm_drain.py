@@ -18,6 +18,9 @@ pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 REQUESTS = 6
 PER_REQUEST = 400
+# NOTE: large enough that the six batches take well over a second, so most are still running
+# when the signal comes, however fast the engine gets.
+N_SAMPLES = 16384
 
 
 def _stored(url: str) -> dict[str, int]:
@@ -30,6 +33,20 @@ def _stored(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+async def _first_batch_scored(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+    """Wait until the server reports its first engine batch (each request is a batch here)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metrics = (await client.get("/metrics")).text
+        if any(
+            line.startswith("triage_inference_batch_size_count") and float(line.split()[-1]) > 0
+            for line in metrics.splitlines()
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no batch was scored in time")
+
+
 def test_sigterm_drains_in_flight_requests(
     model_dir: Path,
     tmp_path: Path,
@@ -38,7 +55,10 @@ def test_sigterm_drains_in_flight_requests(
 ) -> None:
     url, keys = sqlite_with_keys
     headers = {"Authorization": f"Bearer {keys['ehr']}"}
-    with triage_serve(database_url=url, model_dir=model_dir, log_dir=tmp_path) as server:
+    env = {"TRIAGE_INFERENCE__MAX_N_SAMPLES": str(N_SAMPLES)}
+    with triage_serve(
+        database_url=url, model_dir=model_dir, log_dir=tmp_path, extra_env=env
+    ) as server:
 
         async def run() -> tuple[list[httpx.Response], list[float], float]:
             finished: list[float] = []
@@ -52,13 +72,16 @@ def test_sigterm_drains_in_flight_requests(
                         ]
                     }
                     answer = await client.post(
-                        "/predict/batch", json=body, headers=headers, params={"n_samples": 2048}
+                        "/predict/batch",
+                        json=body,
+                        headers=headers,
+                        params={"n_samples": N_SAMPLES},
                     )
                     finished.append(time.monotonic())
                     return answer
 
                 tasks = [asyncio.create_task(one(k)) for k in range(REQUESTS)]
-                await asyncio.sleep(0.5)  # NOTE: the bodies are sent; the engine is busy.
+                await _first_batch_scored(client)  # the bodies are in; the engine is busy
                 sent = time.monotonic()
                 os.kill(server.popen.pid, signal.SIGTERM)
                 return list(await asyncio.gather(*tasks)), finished, sent
