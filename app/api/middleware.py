@@ -76,8 +76,7 @@ class RequestContextMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.http_requests.labels(method, template, str(status)).inc()
-        self.metrics.http_seconds.labels(method, template).observe(seconds)
+        self.metrics.observe_request(method=method, route=template, status=status, seconds=seconds)
         level = logging.WARNING if status >= 500 else logging.INFO
         log.log(
             level,
