@@ -11,10 +11,11 @@ unknown slot, which training populates with the rare values so its weight is lea
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any, Final
+from itertools import chain
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 
@@ -168,35 +169,32 @@ class FeatureSpec:
         """Encode raw columns into a float32 matrix `[rows, n_features]`."""
         n = _row_count(columns)
         out = np.zeros((n, self.n_features), dtype=np.float32)
-        rows = np.arange(n)
-        col = 0
-        for stat in self.numeric:
-            values = columns.get(stat.name, [None] * n)
-            for i, v in enumerate(values):
-                if is_missing(v):
-                    out[i, col + 1] = 1.0
-                else:
-                    out[i, col] = stat.transform(float(v))  # type: ignore[arg-type]
-            col += 2
-        for i, v in enumerate(columns.get(AGE_COLUMN, [None] * n)):
-            k = _AGE_INDEX.get(str(v)) if not is_missing(v) else None
-            if k is None:
-                out[i, col + 1] = 1.0
-            else:
-                # Centre the ordinal so a missing age (0) sits at the middle bucket.
-                out[i, col] = (k - 4.5) / 3.0
-        col += 2
-        for block in self._blocks:
-            values = columns.get(block.column, [None] * n)
-            picks = [block.pick(v) for v in values]
-            out[rows, col + np.asarray(picks, dtype=np.int64)] = 1.0
-            col += len(block.slots)
+        if n == 0:
+            return out
+        # Counts and age lead the layout, each as (value, missing indicator).
+        pairs = self._numeric_memos.map(columns, n)
+        numeric = np.fromiter(chain.from_iterable(pairs), np.float64, 2 * len(pairs))
+        width = 2 * len(self._numeric_memos)
+        out[:, :width] = numeric.reshape(-1, n, 2).transpose(1, 0, 2).reshape(n, width)
+        picks = np.fromiter(self._slot_memos.map(columns, n), np.intp)
+        out[np.arange(n), picks.reshape(-1, n)] = 1.0
         return out
 
     @cached_property
-    def _blocks(self) -> tuple["_OneHotBlock", ...]:
-        """The one-hot blocks with their slot lookups, built once per spec."""
-        return tuple(_OneHotBlock(column, slots) for column, slots in self._one_hot_blocks())
+    def _numeric_memos(self) -> "ColumnMemos[tuple[float, float]]":
+        """Raw value -> (value, missing) for each count column and the age."""
+        pairs = [(stat.name, _count_pair(stat)) for stat in self.numeric]
+        return ColumnMemos([*pairs, (AGE_COLUMN, _age_pair)], _MAX_REMEMBERED)
+
+    @cached_property
+    def _slot_memos(self) -> "ColumnMemos[int]":
+        """Raw value -> output column of its slot, for each one-hot column."""
+        slot_of = []
+        offset = 2 * len(self._numeric_memos)
+        for column, slots in self._one_hot_blocks():
+            slot_of.append((column, _slot_index(column, slots, offset)))
+            offset += len(slots)
+        return ColumnMemos(slot_of, _MAX_REMEMBERED)
 
     # ----------------------------------------------------------------- persistence
 
@@ -227,34 +225,78 @@ class FeatureSpec:
 
 
 _AGE_INDEX: Final = {bucket: k for k, bucket in enumerate(AGE_BUCKETS)}
-# NOTE: most raw values repeat (codes, states, chapters); remembering each value's slot skips
-# normalising it again. Bounded, so a caller sending endless distinct strings cannot grow it.
+_ABSENT: Final = (0.0, 1.0)  # a missing count or age: no value, indicator set
+# NOTE: most raw values repeat (codes, states, chapters, counts); remembering each value's
+# encoding skips normalising it again. Bounded, so endless distinct strings cannot grow it.
 _MAX_REMEMBERED = 4096
-_MEMO_TYPES: Final = (str, int, type(None))
+_MEMO_TYPES: Final = frozenset({str, int, type(None)})
+
+T = TypeVar("T")
 
 
-class _OneHotBlock:
-    """One categorical column's slots and a memo of raw value -> slot index."""
+class ColumnMemos(Generic[T]):
+    """A function per column over raw values; results remembered for str, int and None."""
 
-    def __init__(self, column: str, slots: tuple[str, ...]) -> None:
-        self.column = column
-        self.slots = slots
-        self._index = {slot: k for k, slot in enumerate(slots)}
-        self._unknown = self._index[UNKNOWN]
-        self._mapper = _slot_mapper(column)
-        self._memo: dict[tuple[type, Value], int] = {}
+    def __init__(self, fns: Sequence[tuple[str, Callable[[Value], T]]], limit: int) -> None:
+        self._names = tuple(name for name, _ in fns)
+        self._fns = tuple(fn for _, fn in fns)
+        self._memos: tuple[dict[Value, T], ...] = tuple({} for _ in fns)
+        self._limit = limit  # per column
 
-    def pick(self, value: Value) -> int:
-        """The slot index of a raw value (its unknown slot when the value was never learned)."""
-        # NOTE: only str, int and None are remembered: the type is part of the key (1, 1.0 and
-        # True are equal dict keys), and a float NaN never finds itself.
-        key = (type(value), value)
-        k = self._memo.get(key) if type(value) in _MEMO_TYPES else None
-        if k is None:
-            k = self._index.get(self._mapper(value), self._unknown)
-            if type(value) in _MEMO_TYPES and len(self._memo) < _MAX_REMEMBERED:
-                self._memo[key] = k
-        return k
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def map(self, columns: Columns, n: int) -> list[T]:
+        """Every column's results, column after column (an absent column is n missing values)."""
+        absent: list[Value] = [None] * n
+        lists = [columns.get(name, absent) for name in self._names]
+        # NOTE: keys are bare values, so only a batch of exactly str, int and None takes the
+        # dict path: 1, 1.0 and True are equal keys, and a float NaN never finds itself.
+        if not _MEMO_TYPES.issuperset(map(type, chain.from_iterable(lists))):
+            return [self._one(j, v) for j, values in enumerate(lists) for v in values]
+        out: list[Any] = []
+        for memo, values in zip(self._memos, lists, strict=True):
+            out += map(memo.get, values)
+        if None in out:  # values not remembered yet
+            cells = ((j, v) for j, values in enumerate(lists) for v in values)
+            out = [self._one(*cell) if r is None else r for cell, r in zip(cells, out, strict=True)]
+        return out
+
+    def _one(self, j: int, value: Value) -> T:
+        if type(value) not in _MEMO_TYPES:
+            return self._fns[j](value)
+        memo = self._memos[j]
+        result = memo.get(value)
+        if result is None:
+            result = self._fns[j](value)
+            if len(memo) < self._limit:
+                memo[value] = result
+        return result
+
+
+def _count_pair(stat: NumericStat) -> Callable[[Value], tuple[float, float]]:
+    def pair(value: Value) -> tuple[float, float]:
+        if is_missing(value):
+            return _ABSENT
+        return stat.transform(float(value)), 0.0  # type: ignore[arg-type]
+
+    return pair
+
+
+def _age_pair(value: Value) -> tuple[float, float]:
+    k = _AGE_INDEX.get(str(value)) if not is_missing(value) else None
+    if k is None:
+        return _ABSENT
+    # Centre the ordinal so a missing age (0) sits at the middle bucket.
+    return (k - 4.5) / 3.0, 0.0
+
+
+def _slot_index(column: str, slots: tuple[str, ...], offset: int) -> Callable[[Value], int]:
+    """Map a raw value to the output column of its slot (the unknown slot if never learned)."""
+    index = {slot: offset + k for k, slot in enumerate(slots)}
+    unknown = index[UNKNOWN]
+    mapper = _slot_mapper(column)
+    return lambda value: index.get(mapper(value), unknown)
 
 
 def _row_count(columns: Columns) -> int:
