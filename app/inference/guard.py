@@ -14,8 +14,10 @@ little-endian bytes in base64 so the card stays one readable file without pickle
 """
 
 import base64
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -30,7 +32,13 @@ from app.features.columns import (
     MEDICATION_COLUMNS,
     TEXT_CATEGORICAL_COLUMNS,
 )
-from app.features.encoder import Columns, Value, columns_from_records, normalise_category
+from app.features.encoder import (
+    ColumnMemos,
+    Columns,
+    Value,
+    columns_from_records,
+    normalise_category,
+)
 from app.features.icd9 import icd9_chapter
 from app.inference.model import BayesianMLP
 
@@ -50,8 +58,7 @@ CATEGORY_COLUMNS: Final = (
     *MEDICATION_COLUMNS,
 )
 GUARD_COLUMNS: Final = (*COUNT_COLUMNS, *CATEGORY_COLUMNS)
-_MEMO_TYPES: Final = (str, int, type(None))
-_MAX_REMEMBERED: Final = 65536  # raw values across all categorical columns
+_MAX_REMEMBERED: Final = 1024  # raw values remembered per column (47 columns: < 50,000 in all)
 
 
 @dataclass(frozen=True)
@@ -107,21 +114,34 @@ def hidden_layers(model: nn.Module) -> HiddenLayers:
 def hidden_features(model: nn.Module | HiddenLayers, x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Eval-mode activations of the last hidden layer, read straight from the Linear weights."""
     layers = model if isinstance(model, tuple) else hidden_layers(model)
-    h = torch.as_tensor(x, dtype=torch.float32)
-    rows = h.shape[0]
-    if rows == 1:  # NOTE: see `_rowwise_product`: one row would take another kernel.
-        h = torch.cat([h, h.new_zeros(1, h.shape[1])])
-    with torch.inference_mode():
-        # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
-        # `addmm` with a contiguous transposed weight, as the engine runs it, gives each row the
-        # same bits in any batch; `F.linear` (a transposed view) did not.
-        for weight_t, bias in layers:
-            h = torch.addmm(bias, h, weight_t).relu_()
-    out: np.ndarray = h[:rows].double().numpy()
-    return out
+    a, rows = _padded_rows(x)
+    return _hidden(layers, a)[:rows]
 
 
-def _rowwise_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _padded_rows(x: torch.Tensor | np.ndarray) -> tuple[np.ndarray, int]:
+    """`x` as contiguous float32 rows, one row padded to two (see `_rowwise_product`)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().numpy()
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    rows = a.shape[0]
+    if rows == 1:
+        a = np.concatenate([a, np.zeros_like(a)])
+    return a, rows
+
+
+def _hidden(layers: HiddenLayers, a: np.ndarray) -> np.ndarray:
+    """float64 last-hidden activations of `a`; each row's bits depend on that row only."""
+    h = torch.from_numpy(a)
+    # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
+    # `addmm` with a contiguous transposed weight, as the engine runs it, gives each row the
+    # same bits in any batch of >= 2 rows; `F.linear` (a transposed view) did not. Nothing here
+    # requires grad (detached weights, an input made from NumPy), so no grad mode is entered.
+    for weight_t, bias in layers:
+        h = torch.addmm(bias, h, weight_t).relu_()
+    return h.numpy().astype(np.float64)
+
+
+def _rowwise_product(a: np.ndarray, b: torch.Tensor) -> np.ndarray:
     """`a @ b` in float64 where row i of the result depends only on row i of `a`.
 
     MKL's gemm gives a row the same bits for any row count >= 2 (`tests/inference` checks it);
@@ -130,7 +150,7 @@ def _rowwise_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     rows = a.shape[0]
     padded = np.concatenate([a, np.zeros_like(a)]) if rows == 1 else a
-    product = torch.from_numpy(np.ascontiguousarray(padded)) @ torch.from_numpy(b)
+    product = torch.from_numpy(np.ascontiguousarray(padded)) @ b
     out: np.ndarray = product.numpy()[:rows]
     return out
 
@@ -145,15 +165,24 @@ def category_slot(column: str, value: Value) -> str:
     return category
 
 
+def _to_float(value: Value) -> float:
+    """A count as a float: NaN when missing, inf when unparsable (always out of range)."""
+    category = normalise_category(value)
+    if category is None:
+        return math.nan
+    try:
+        return float(category)
+    except ValueError:
+        return math.inf
+
+
 def _as_float(values: Sequence[Value]) -> np.ndarray:
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values):
-        category = normalise_category(v)
-        try:
-            out[i] = np.nan if category is None else float(category)
-        except ValueError:
-            out[i] = np.inf  # unparsable: always outside the range
-    return out
+    return np.array([_to_float(v) for v in values], dtype=np.float64)
+
+
+def _out_of_range(lo: float, hi: float, missing_seen: bool, value: Value) -> bool:
+    v = _to_float(value)
+    return not missing_seen if math.isnan(v) else (v < lo or v > hi)
 
 
 class DomainGuard:
@@ -178,7 +207,9 @@ class DomainGuard:
         self.quantile = float(quantile)
         self.model = model
         self._layers: HiddenLayers | None = None
-        self._slot_memo: dict[tuple[str, type, Value], bool] = {}
+        self._precision_t = torch.from_numpy(self.precision)  # shares memory: no copy per call
+        checks = [(name, self._check_of(name)) for name in GUARD_COLUMNS]
+        self._flags = ColumnMemos(checks, _MAX_REMEMBERED)
 
     # ----------------------------------------------------------------- fitting
 
@@ -246,41 +277,34 @@ class DomainGuard:
             raise ValueError("the guard has no model to compute activations with")
         if self._layers is None:  # NOTE: copied once; the guard never sees the module change.
             self._layers = hidden_layers(self.model)
-        d = hidden_features(self._layers, x) - self.mean
+        # NOTE: a lone row is padded once here, and the pad row carried through both products.
+        a, rows = _padded_rows(x)
+        d = _hidden(self._layers, a) - self.mean
         # NOTE: d P d' as one BLAS product and a row-wise sum: a three-operand einsum runs a
         # plain C loop, 75 ms per 1,000 encounters against 2 ms here. Each row's value depends
         # on that row only (`_rowwise_product`), so batching cannot change a score's bits.
-        quadratic = (_rowwise_product(d, self.precision) * d).sum(axis=1)
+        product = _rowwise_product(d, self._precision_t)[:rows]
+        quadratic = (product * d[:rows]).sum(axis=1)
         out: np.ndarray = np.sqrt(np.maximum(quadratic, 0.0))
         return out
 
     def feature_flags(self, columns: Columns) -> np.ndarray:
         """`[B, len(GUARD_COLUMNS)]`: which columns hold an out-of-range or unseen value."""
         n = len(next(iter(columns.values()))) if columns else 0
-        out = np.zeros((n, len(GUARD_COLUMNS)), dtype=bool)
-        for j, name in enumerate(GUARD_COLUMNS):
-            values = columns.get(name, [None] * n)
-            if name in self.ranges:
-                lo, hi, missing_seen = self.ranges[name]
-                v = _as_float(values)
-                missing = np.isnan(v)
-                out[:, j] = (~missing & ((v < lo) | (v > hi))) | (missing & (not missing_seen))
-            else:
-                out[:, j] = [self._unseen(name, value) for value in values]
+        # NOTE: bytes() packs the bools in C, read as a bool array; the copy makes rows of it.
+        flags = np.frombuffer(bytes(self._flags.map(columns, n)), dtype=bool)
+        out: np.ndarray = flags.reshape(len(GUARD_COLUMNS), n).T.copy()
         return out
 
+    def _check_of(self, name: str) -> Callable[[Value], bool]:
+        """The check of one raw value of `name`: out of its training range, or unseen."""
+        if name in self.ranges:
+            return partial(_out_of_range, *self.ranges[name])
+        return partial(self._unseen, name)
+
     def _unseen(self, column: str, value: Value) -> bool:
-        """Whether a categorical value's slot was never seen in training (memoised, bounded)."""
-        # NOTE: as in the encoder: only str/int/None, keyed with the type (1 == 1.0 == True).
-        if type(value) not in _MEMO_TYPES:
-            return category_slot(column, value) not in self.observed[column]
-        key = (column, type(value), value)
-        unseen = self._slot_memo.get(key)
-        if unseen is None:
-            unseen = category_slot(column, value) not in self.observed[column]
-            if len(self._slot_memo) < _MAX_REMEMBERED:
-                self._slot_memo[key] = unseen
-        return unseen
+        """Whether a categorical value's slot was never seen in training."""
+        return category_slot(column, value) not in self.observed[column]
 
     def check_columns(self, columns: Columns, x: torch.Tensor | np.ndarray) -> GuardResult:
         """Run both checks on a batch in the encoder's column layout."""

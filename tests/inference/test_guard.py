@@ -11,6 +11,7 @@ import torch
 from app.features import FeatureSpec
 from app.inference import BayesianMLP
 from app.inference.guard import (
+    GUARD_COLUMNS,
     NOVELTY_REASON,
     DomainGuard,
     fit_std_threshold,
@@ -43,6 +44,20 @@ def _one(fitted: dict[str, Any], **changes: Any) -> tuple[list[str], float]:
     record = {**fitted["held"][0], **changes}
     x = fitted["spec"].encode({k: [v] for k, v in record.items()})
     return fitted["guard"].check([record], x)[0]
+
+
+def test_feature_flags_do_not_depend_on_the_memo_or_the_batch(fitted: dict[str, Any]) -> None:
+    guard = fitted["guard"]
+    odd = [None, "?", 3, 3.0, True, "3", " 3 ", "abc", "V45", float("nan"), np.int64(3), 10**6]
+    columns = {
+        k: [*(r.get(k) for r in fitted["held"][:40]), *odd] for k in FeatureSpec.source_columns()
+    }
+    batch = guard.feature_flags(columns)  # the memo is warm from the other tests
+    assert batch.shape == (52, len(GUARD_COLUMNS)) and batch.flags.c_contiguous
+    for i in range(52):
+        fresh = DomainGuard.from_dict(guard.to_dict(), fitted["model"])
+        alone = fresh.feature_flags({k: v[i : i + 1] for k, v in columns.items()})
+        assert np.array_equal(alone[0], batch[i]), i
 
 
 def test_threshold_flags_the_chosen_share_of_validation(fitted: dict[str, Any]) -> None:
