@@ -120,12 +120,18 @@ class Encounter(BaseModel):
         return self.model_dump(by_alias=True, exclude_unset=True)
 
     def received_and_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`as_received()` and `record()` from one dump (a field not sent takes its default)."""
-        # NOTE: a batch of 1,000 spent 15% of its time in the second model_dump.
-        received = self.as_received()
+        """`as_received()` and `record()` (a field not sent takes its default), cheaply."""
+        # NOTE: every field holds a validated scalar, so reading the attributes in field order
+        # gives exactly the dump; pydantic's serializer walk cost about 15 us an encounter.
+        values, sent = self.__dict__, self.model_fields_set
+        received = {published: values[name] for name, published in _PUBLISHED if name in sent}
         return received, {**_ALL_NONE, **received}
 
 
+# (attribute name, published name) of every field, in field order.
+_PUBLISHED: tuple[tuple[str, str], ...] = tuple(
+    (name, field.alias or name) for name, field in Encounter.model_fields.items()
+)
 # The value of every optional field when it is not sent (all None): `record()` is this plus
 # what was sent.
 _ALL_NONE: dict[str, Any] = {

@@ -27,6 +27,22 @@ async def test_predict_answers_with_the_model_card_defaults(client, keys, flag_s
     assert again.json() == body  # deterministic: the same answer on a retry
 
 
+async def test_answers_match_their_documented_models(app, client, keys, flag_split) -> None:
+    from app.api.schemas import BatchOut, PredictionOut
+
+    flagged, calm = flag_split
+    single = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert PredictionOut.model_validate_json(single.content).model_dump() == single.json()
+    batch = {"encounters": [calm[1], flagged[1]]}
+    answer = await client.post("/predict/batch", json=batch, headers=keys["ehr"])
+    assert BatchOut.model_validate_json(answer.content).model_dump() == answer.json()
+    assert answer.headers["content-type"] == "application/json"
+    paths = app.openapi()["paths"]
+    for path, model in (("/predict", "PredictionOut"), ("/predict/batch", "BatchOut")):
+        documented = paths[path]["post"]["responses"]["200"]["content"]["application/json"]
+        assert documented["schema"]["$ref"].endswith(model)
+
+
 async def test_request_may_choose_samples_and_seed(client, keys, encounters) -> None:
     params = {"n_samples": 200, "seed": 99}
     response = await client.post("/predict", json=encounters[0], params=params, headers=keys["ehr"])

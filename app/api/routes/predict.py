@@ -8,11 +8,12 @@ query parameters are still validated by a model and documented in the OpenAPI sc
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import EhrCallerDep, get_intake
+from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.core.config import Settings
 from app.core.errors import BadRequestError
@@ -68,24 +69,25 @@ def _incoming(encounter: Encounter) -> Incoming:
     return Incoming(encounter.encounter_id, received, record)
 
 
-def _out(scored: Scored) -> PredictionOut:
+def _out(scored: Scored) -> dict[str, Any]:
+    """The `PredictionOut` of one scored encounter, as plain data."""
     p = scored.prediction
-    return PredictionOut(
-        encounter_id=scored.encounter_id,
-        probability=p.probability,
-        std=p.std,
-        flagged=p.flagged,
-        reasons=list(p.reasons),
-        threshold=p.threshold,
-        n_samples=p.n_samples,
-        seed=p.seed,
-        model_version=p.model_version,
-        review_item_id=scored.review_item_id,
-    )
+    return {
+        "encounter_id": scored.encounter_id,
+        "probability": p.probability,
+        "std": p.std,
+        "flagged": p.flagged,
+        "reasons": list(p.reasons),
+        "threshold": p.threshold,
+        "n_samples": p.n_samples,
+        "seed": p.seed,
+        "model_version": p.model_version,
+        "review_item_id": scored.review_item_id,
+    }
 
 
 @router.post("/predict", response_model=PredictionOut, openapi_extra=_DOCUMENTED)
-async def predict(encounter: Encounter, principal: EhrCallerDep, request: Request) -> PredictionOut:
+async def predict(encounter: Encounter, principal: EhrCallerDep, request: Request) -> Response:
     """Score one encounter; a flagged one is in the review queue before this answers."""
     sampling = _sampling(request)
     intake = await get_intake(request)
@@ -95,11 +97,11 @@ async def predict(encounter: Encounter, principal: EhrCallerDep, request: Reques
         seed=sampling.seed,
         actor=principal.name,
     )
-    return _out(scored)
+    return json_response(_out(scored))
 
 
 @router.post("/predict/batch", response_model=BatchOut, openapi_extra=_DOCUMENTED)
-async def predict_batch(batch: BatchIn, principal: EhrCallerDep, request: Request) -> BatchOut:
+async def predict_batch(batch: BatchIn, principal: EhrCallerDep, request: Request) -> Response:
     """Score several encounters, answering in order; any invalid one fails the whole batch."""
     sampling = _sampling(request)
     intake = await get_intake(request)
@@ -115,4 +117,4 @@ async def predict_batch(batch: BatchIn, principal: EhrCallerDep, request: Reques
         seed=sampling.seed,
         actor=principal.name,
     )
-    return BatchOut(predictions=[_out(s) for s in scored])
+    return json_response({"predictions": [_out(s) for s in scored]})
