@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from app.api.body import document_body_models
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import health, metrics, predict, review_page, review_queue
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (predict.router, review_queue.router, health.router, metrics.router):
         app.include_router(router)
+    document_body_models(app, predict.BODY_MODELS)
     app.include_router(review_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

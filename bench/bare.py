@@ -1,7 +1,7 @@
 """The HTTP stack's ceiling: the same routes and body models as the service, constant answers.
 
-Bodies are parsed and answers serialised exactly as the service's scoring routes do (FastAPI
-body models in, `json_response` out), so the ratio to this app measures scoring, the key
+Bodies are parsed and answers serialised exactly as the service's scoring routes do
+(`json_body` in, `json_response` out), so the ratio to this app measures scoring, the key
 check, the review queue and the service's middleware, nothing else.
 
 `uvicorn bench.bare:app_factory --factory` serves it with the settings `triage serve` uses.
@@ -9,8 +9,9 @@ check, the review queue and the service's middleware, nothing else.
 
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
+from app.api.body import json_body
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 
@@ -35,11 +36,13 @@ def app_factory() -> FastAPI:
     app = FastAPI(title="bare")
 
     @app.post("/predict", response_model=PredictionOut)
-    async def predict(encounter: Encounter) -> Response:
+    async def predict(request: Request) -> Response:
+        encounter = await json_body(request, Encounter)
         return json_response(_constant(encounter.encounter_id))
 
     @app.post("/predict/batch", response_model=BatchOut)
-    async def batch(body: BatchIn) -> Response:
+    async def batch(request: Request) -> Response:
+        body = await json_body(request, BatchIn)
         return json_response({"predictions": [_constant(e.encounter_id) for e in body.encounters]})
 
     @app.get("/readyz")

@@ -51,3 +51,9 @@ class ForbiddenError(AppError):
     """The key is valid but its role may not do this."""
 
     status_code = 403
+
+
+class UnsupportedMediaTypeError(AppError):
+    """The body is not in a format the route reads."""
+
+    status_code = 415

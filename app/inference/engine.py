@@ -19,10 +19,14 @@ Speed
   one dropout layer (the shipped model) the mask is folded into the output weights,
   `F[j, n] = keep[n, j] * w_out[j] / (1-p)`, so all N passes are one product `[B,H] x [H,N]`.
   Later dropout layers cost one `[B*S, H] x [H, H']` product per chunk of S samples.
+- The statistics of the `[rows, N]` probabilities run in float32 NumPy on the CPU (torch on
+  CUDA) and the per-row formulas in float64 NumPy: at small B a torch operator's dispatch
+  costs more than its arithmetic, and a lone encounter would pay it some forty times.
 
 Batch invariance (the same encounter gives the same bits alone or inside any batch)
 - Every per-encounter quantity is computed row-wise: matrix products whose output row depends
-  only on that input row, and reductions over the last dimension of a contiguous tensor.
+  only on that input row, elementwise operators, and (pairwise) sums over the last dimension of
+  a contiguous array.
 - BLAS may still change the summation order with the shape: MKL takes a different (gemv) kernel
   when a product has one row. The CPU path therefore never runs a product with fewer than two
   rows (a single encounter is padded with a copy of itself), splits batches into row chunks whose

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api.body import documented_body, json_body
 from app.api.deps import EhrCallerDep, get_intake
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
@@ -53,7 +54,9 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
-_DOCUMENTED = {"parameters": _query_parameters(Sampling)}
+_PARAMETERS = {"parameters": _query_parameters(Sampling)}
+# Bodies read by `json_body`, for the OpenAPI document (see `app.api.body`).
+BODY_MODELS = (Encounter, BatchIn)
 
 
 def _sampling(request: Request) -> Sampling:
@@ -86,9 +89,14 @@ def _out(scored: Scored) -> dict[str, Any]:
     }
 
 
-@router.post("/predict", response_model=PredictionOut, openapi_extra=_DOCUMENTED)
-async def predict(encounter: Encounter, principal: EhrCallerDep, request: Request) -> Response:
+@router.post(
+    "/predict",
+    response_model=PredictionOut,
+    openapi_extra={**_PARAMETERS, **documented_body(Encounter)},
+)
+async def predict(principal: EhrCallerDep, request: Request) -> Response:
     """Score one encounter; a flagged one is in the review queue before this answers."""
+    encounter = await json_body(request, Encounter)
     sampling = _sampling(request)
     intake = await get_intake(request)
     [scored] = await intake.score(
@@ -100,9 +108,14 @@ async def predict(encounter: Encounter, principal: EhrCallerDep, request: Reques
     return json_response(_out(scored))
 
 
-@router.post("/predict/batch", response_model=BatchOut, openapi_extra=_DOCUMENTED)
-async def predict_batch(batch: BatchIn, principal: EhrCallerDep, request: Request) -> Response:
+@router.post(
+    "/predict/batch",
+    response_model=BatchOut,
+    openapi_extra={**_PARAMETERS, **documented_body(BatchIn)},
+)
+async def predict_batch(principal: EhrCallerDep, request: Request) -> Response:
     """Score several encounters, answering in order; any invalid one fails the whole batch."""
+    batch = await json_body(request, BatchIn)
     sampling = _sampling(request)
     intake = await get_intake(request)
     settings: Settings = request.app.state.settings
