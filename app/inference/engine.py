@@ -142,6 +142,7 @@ class MCDropoutEngine:
         self.in_features = self._layers[0].weight_t.shape[0]
         stochastic = [i for i, layer in enumerate(self._layers) if layer.p > 0]
         self._first = stochastic[0] if stochastic else None
+        self._cuda = self.device.type == "cuda"
         self._cache: OrderedDict[tuple[int, int], _Masks] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -184,36 +185,40 @@ class MCDropoutEngine:
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
         rows = _rows_per_chunk(n)
+        chunks = [x] if batch <= rows else [x[s : s + rows] for s in range(0, batch, rows)]
         parts = []
-        for start in range(0, batch, rows):
-            chunk = x[start : start + rows]
+        for chunk in chunks:
             size = chunk.shape[0]
             # NOTE: padding keeps every product at >= 2 rows on the CPU (MKL's one-row gemv sums
             # in another order) and at a fixed shape on CUDA (cuBLAS picks kernels by shape).
-            target = rows if self.device.type == "cuda" else max(2, size)
+            target = rows if self._cuda else max(2, size)
             if size == 1 and target == 2:
                 chunk = torch.cat([chunk, chunk])  # one op; the copy's row is discarded
             elif size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
-            parts.append(self._chunk(chunk, n, masks)[:, :size])
+            parts.append(self._chunk(chunk, n, masks, size))
         if not parts:
             return np.zeros((4, 0), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
-    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None) -> np.ndarray:
-        """Return `[4, rows]` statistics for one chunk of encounters."""
+    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None, size: int) -> np.ndarray:
+        """Return `[4, size]` statistics for the first `size` rows of one (padded) chunk."""
         h = x
         first = len(self._layers) - 1 if self._first is None else self._first
         for layer in self._layers[: first + 1]:
             h = torch.addmm(layer.bias, h, layer.weight_t).relu_()
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
-            out = np.zeros((4, len(logit)), dtype=np.float32)
-            out[0] = _probability(torch, logit).cpu().numpy()
+            out = np.zeros((4, size), dtype=np.float32)
+            out[0] = _probability(torch, logit).cpu().numpy()[:size]
             return out
         if masks.fold_t is not None:
-            return _summarise(torch.addmm(self._out_b, h, masks.fold_t), n)
-        return _summarise(self._later_layers(h, n, masks, first), n)
+            logits = torch.addmm(self._out_b, h, masks.fold_t)
+        else:
+            logits = self._later_layers(h, n, masks, first)
+        # NOTE: on the CPU the padding rows are dropped before the statistics (NumPy's work is
+        # row by row); on CUDA the whole fixed-shape chunk goes through, as the products did.
+        return _summarise(logits, n)[:, :size] if self._cuda else _summarise(logits[:size], n)
 
     def _later_layers(self, h: torch.Tensor, n: int, masks: _Masks, first: int) -> torch.Tensor:
         """Return logits `[rows, N]` when dropout layers follow the first one."""
@@ -240,11 +245,10 @@ class MCDropoutEngine:
     def _masks(self, seed: int, n: int) -> _Masks:
         """Draw (or reuse) the keep-masks of N subnetworks for a seed."""
         key = (seed, n)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        # NOTE: a hit is one atomic dict read, no lock; the cache keeps the newest draws (FIFO).
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         generator = torch.Generator().manual_seed(seed)
         scaled: list[torch.Tensor | None] = []
         for layer in self._layers:
