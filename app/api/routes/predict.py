@@ -16,6 +16,7 @@ from app.api.body import documented_body, json_body
 from app.api.deps import EhrCallerDep, get_intake
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
+from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.errors import BadRequestError
 from app.review.intake import Incoming, Scored
@@ -89,45 +90,42 @@ def _out(scored: Scored) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "/predict",
-    response_model=PredictionOut,
-    openapi_extra={**_PARAMETERS, **documented_body(Encounter)},
-)
-async def predict(principal: EhrCallerDep, request: Request) -> Response:
-    """Score one encounter; a flagged one is in the review queue before this answers."""
-    encounter = await json_body(request, Encounter)
+def _scoring_route(path: str, answer: type[BaseModel], body: type[BaseModel]) -> Any:
+    """`router.post` for a scoring route: its answer, query parameters and body documented."""
+    extra = {**_PARAMETERS, **documented_body(body)}
+    return router.post(path, response_model=answer, openapi_extra=extra)
+
+
+async def _score(
+    request: Request, principal: Principal, encounters: list[Encounter]
+) -> list[Scored]:
     sampling = _sampling(request)
     intake = await get_intake(request)
-    [scored] = await intake.score(
-        [_incoming(encounter)],
+    return await intake.score(
+        [_incoming(e) for e in encounters],
         n_samples=sampling.n_samples,
         seed=sampling.seed,
         actor=principal.name,
     )
+
+
+@_scoring_route("/predict", PredictionOut, Encounter)
+async def predict(principal: EhrCallerDep, request: Request) -> Response:
+    """Score one encounter; a flagged one is in the review queue before this answers."""
+    encounter = await json_body(request, Encounter)
+    [scored] = await _score(request, principal, [encounter])
     return json_response(_out(scored))
 
 
-@router.post(
-    "/predict/batch",
-    response_model=BatchOut,
-    openapi_extra={**_PARAMETERS, **documented_body(BatchIn)},
-)
+@_scoring_route("/predict/batch", BatchOut, BatchIn)
 async def predict_batch(principal: EhrCallerDep, request: Request) -> Response:
     """Score several encounters, answering in order; any invalid one fails the whole batch."""
     batch = await json_body(request, BatchIn)
-    sampling = _sampling(request)
-    intake = await get_intake(request)
     settings: Settings = request.app.state.settings
     if len(batch.encounters) > settings.max_batch_encounters:
         raise BadRequestError(
             f"encounters: at most {settings.max_batch_encounters} per batch, "
             f"got {len(batch.encounters)}"
         )
-    scored = await intake.score(
-        [_incoming(e) for e in batch.encounters],
-        n_samples=sampling.n_samples,
-        seed=sampling.seed,
-        actor=principal.name,
-    )
+    scored = await _score(request, principal, batch.encounters)
     return json_response({"predictions": [_out(s) for s in scored]})
