@@ -118,11 +118,4 @@ async def authorize(request: Request, *roles: Role) -> Principal:
 
 EhrDep = Annotated[Principal, Depends(require(Role.EHR))]
 
-
-async def ehr_caller(request: Request) -> Principal:
-    """The caller of a scoring route: one dependency, so it runs before the body is checked."""
-    return await authorize(request, Role.EHR)
-
-
-EhrCallerDep = Annotated[Principal, Depends(ehr_caller)]
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]

@@ -134,3 +134,14 @@ def _values(encounter: dict[str, Any]) -> list[str]:
         if len(value) >= 4 and not value.isalpha():
             out.append(f'"{value}"')
     return out
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+async def test_scoring_checks_the_key_before_the_body(client, keys, path) -> None:
+    """Without a valid key nothing about the body is revealed: 401, not a validation answer."""
+    bad = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    assert (await client.post(path, **bad)).status_code == 401
+    clinician = {**bad["headers"], **keys["clinician"]}
+    assert (await client.post(path, content=b"[]", headers=clinician)).status_code == 403
+    ehr = {**bad["headers"], **keys["ehr"]}
+    assert (await client.post(path, content=b"{not json", headers=ehr)).status_code == 422

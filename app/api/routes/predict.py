@@ -1,9 +1,10 @@
 """`POST /predict` and `POST /predict/batch` (role ehr).
 
-NOTE: these routes declare one dependency (the caller, so a request without a valid key is
-refused before its body is checked) and resolve the intake and the query parameters with plain
-calls: FastAPI's dependency resolution was the largest single cost of a scored request. The
-query parameters are still validated by a model and documented in the OpenAPI schema.
+NOTE: these routes take only the `Request` and resolve the caller (first, so a request without
+a valid key is refused before its body is read), the body, the intake and the query parameters
+with plain calls: FastAPI's dependency resolution was the largest single cost of a scored
+request. Body and query parameters are still validated by models and documented in the OpenAPI
+schema.
 """
 
 from typing import Any
@@ -13,9 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.body import documented_body, json_body
-from app.api.deps import EhrCallerDep, get_intake
+from app.api.deps import authorize, get_intake
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
+from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.errors import BadRequestError
@@ -110,16 +112,18 @@ async def _score(
 
 
 @_scoring_route("/predict", PredictionOut, Encounter)
-async def predict(principal: EhrCallerDep, request: Request) -> Response:
+async def predict(request: Request) -> Response:
     """Score one encounter; a flagged one is in the review queue before this answers."""
+    principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
     encounter = await json_body(request, Encounter)
     [scored] = await _score(request, principal, [encounter])
     return json_response(_out(scored))
 
 
 @_scoring_route("/predict/batch", BatchOut, BatchIn)
-async def predict_batch(principal: EhrCallerDep, request: Request) -> Response:
+async def predict_batch(request: Request) -> Response:
     """Score several encounters, answering in order; any invalid one fails the whole batch."""
+    principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
     batch = await json_body(request, BatchIn)
     settings: Settings = request.app.state.settings
     if len(batch.encounters) > settings.max_batch_encounters:
