@@ -45,11 +45,16 @@ async def json_body(request: Request, model: type[ModelT]) -> ModelT:
             return model.model_validate(json.loads(body))
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        raise request_validation_error(exc, "body") from None
     except (ValueError, RecursionError) as exc:  # NOTE: only from `json.loads`
         error = {"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON", "input": None}
         raise RequestValidationError([error]) from exc
+
+
+def request_validation_error(exc: ValidationError, where: str) -> RequestValidationError:
+    """`exc` as FastAPI words it for a `where` ("body", "query") value: the handlers' 422."""
+    errors = [{**e, "loc": (where, *e["loc"])} for e in exc.errors(include_url=False)]
+    return RequestValidationError(errors)
 
 
 @cache
@@ -79,10 +84,10 @@ def documented_body(model: type[BaseModel]) -> dict[str, Any]:
 def document_body_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
     """Add `models` (read by `json_body`, so unseen by FastAPI) to the app's OpenAPI schemas."""
     generate = app.openapi
+    _, definitions = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
 
     def openapi() -> dict[str, Any]:
-        schema = generate()
-        _, definitions = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
+        schema = generate()  # NOTE: FastAPI builds it once and caches it; the update is idempotent
         schema.setdefault("components", {}).setdefault("schemas", {}).update(
             definitions.get("$defs", {})
         )

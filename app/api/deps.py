@@ -52,7 +52,6 @@ async def get_intake(request: Request) -> Intake:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
 def get_session(database: DatabaseDep) -> Iterator[Session]:
@@ -94,28 +93,23 @@ def _authenticate(database: Database, key: str | None) -> Principal:
         return authenticate(session=connection, key=key)
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that admits only `roles` (403 for any other valid key)."""
-
-    async def dependency(principal: PrincipalDep) -> Principal:
-        return principal.require(*roles)
-
-    return dependency
-
-
 async def authorize(request: Request, *roles: Role) -> Principal:
-    """The caller if it holds one of `roles`: `require` as a plain call, for the hot routes.
+    """The caller if it holds one of `roles` (401 without a valid key, 403 for another role).
 
-    NOTE: resolving a route's dependencies through FastAPI cost about 40% of a `/predict`
-    request's own HTTP-side time; the scoring routes call this instead.
+    NOTE: the scoring routes call this directly: resolving a route's dependencies through
+    FastAPI cost about 40% of a `/predict` request's own HTTP-side time.
     """
     principal = await get_principal(request, await get_database(request))
     return principal.require(*roles)
 
 
-EhrDep = Annotated[Principal, Depends(require(Role.EHR))]
+def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """`authorize` as a dependency, for the routes that are not on the scoring path."""
+
+    async def dependency(request: Request) -> Principal:
+        return await authorize(request, *roles)
+
+    return dependency
+
 
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]

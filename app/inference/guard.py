@@ -144,14 +144,11 @@ def _hidden(layers: HiddenLayers, a: np.ndarray) -> np.ndarray:
 def _rowwise_product(a: np.ndarray, b: torch.Tensor) -> np.ndarray:
     """`a @ b` in float64 where row i of the result depends only on row i of `a`.
 
-    MKL's gemm gives a row the same bits for any row count >= 2 (`tests/inference` checks it);
-    a single row is padded to two so it never takes a matrix-vector kernel that sums in
-    another order.
+    `a` has at least two rows (see `_padded_rows`): MKL's gemm gives a row the same bits for
+    any row count >= 2 (`tests/inference` checks it), while one row would take a
+    matrix-vector kernel that sums in another order.
     """
-    rows = a.shape[0]
-    padded = np.concatenate([a, np.zeros_like(a)]) if rows == 1 else a
-    product = torch.from_numpy(np.ascontiguousarray(padded)) @ b
-    out: np.ndarray = product.numpy()[:rows]
+    out: np.ndarray = (torch.from_numpy(np.ascontiguousarray(a)) @ b).numpy()
     return out
 
 

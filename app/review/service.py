@@ -52,11 +52,10 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase]) -> list[int
     now = utcnow()
     # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
     # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
-    items = _ITEMS
     statement = (
-        insert(items)
+        insert(_ITEMS)
         .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
-        .returning(items.c.id, items.c.encounter_id, items.c.model_version)
+        .returning(_ITEMS.c.id, _ITEMS.c.encounter_id, _ITEMS.c.model_version)
     )
     inserted = session.execute(statement, [_item_row(case, now) for case in cases]).all()
     found = {(encounter_id, version): item_id for item_id, encounter_id, version in inserted}

@@ -10,10 +10,9 @@ schema.
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.api.body import documented_body, json_body
+from app.api.body import documented_body, json_body, request_validation_error
 from app.api.deps import authorize, get_intake
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
@@ -66,8 +65,7 @@ def _sampling(request: Request) -> Sampling:
     try:
         return Sampling.model_validate(dict(request.query_params))
     except ValidationError as exc:
-        errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
-        raise RequestValidationError(errors) from None
+        raise request_validation_error(exc, "query") from None
 
 
 def _incoming(encounter: Encounter) -> Incoming:
