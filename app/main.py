@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 import anyio
 import torch
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from app.api.body import document_body_models
+from app.api.direct import DirectRoutes
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import health, metrics, predict, review_page, review_queue
@@ -109,6 +111,7 @@ def _batcher(
         max_batch_size=inference.max_batch_size,
         max_batch_delay_us=inference.max_batch_delay_us,
         max_queue_size=inference.max_queue_size,
+        inline_max_items=inference.inline_max_items,
         on_batch=on_batch,
     )
     holder.append(batcher)
@@ -132,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
         setattr(app.state, name, None)
     install_error_handlers(app)
+    # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
+    scoring = [route for route in predict.router.routes if isinstance(route, APIRoute)]
+    app.add_middleware(DirectRoutes, routes=scoring)
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics_, max_body_bytes=settings.max_body_bytes
     )
