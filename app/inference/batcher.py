@@ -5,6 +5,9 @@ requests until the batch holds `max_batch_size` items or `max_batch_delay_us` ha
 the first, then runs the synchronous `process` on a worker thread (one batch at a time) and
 hands each request its own slice of the results. A request larger than `max_batch_size` runs
 as its own batch. An exception in `process` reaches every request of that batch.
+
+A batch of at most `inline_max_items` items runs on the event loop itself instead (see
+`InferenceSettings.inline_max_items` for why).
 """
 
 import asyncio
@@ -45,10 +48,13 @@ class MicroBatcher(Generic[T, R]):
         max_queue_size: int,
         on_batch: Callable[[int, float], None] | None = None,
         run: Callable[[Callable[[list[T]], list[R]], list[T]], Awaitable[list[R]]] | None = None,
+        inline_max_items: int = 0,
         name: str = "inference",
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0:
             raise ValueError("batch size and queue size must be >= 1 and the delay >= 0")
+        if inline_max_items < 0:
+            raise ValueError("inline_max_items must be >= 0")
         self._process = process
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_batch_delay_us / 1e6
@@ -57,6 +63,7 @@ class MicroBatcher(Generic[T, R]):
         # NOTE: how `process` is taken off the event loop: a worker thread by default; the
         # review-queue writer passes `Database.run`, which adds its timeout and 503 mapping.
         self._run_process = run or _in_thread
+        self._inline_max_items = inline_max_items
         self._name = name
         self._queue: deque[_Request[T, R]] = deque()
         self._queued_items = 0
@@ -147,7 +154,10 @@ class MicroBatcher(Generic[T, R]):
         items = [item for request in live for item in request.items]
         started = time.perf_counter()
         try:
-            results = await self._run_process(self._process, items)
+            if len(items) <= self._inline_max_items:
+                results = self._process(items)
+            else:
+                results = await self._run_process(self._process, items)
             if len(results) != len(items):
                 raise RuntimeError(
                     f"process returned {len(results)} results for {len(items)} items"

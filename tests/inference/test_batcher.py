@@ -130,3 +130,33 @@ async def test_results_of_the_wrong_length_fail_the_batch() -> None:
     with pytest.raises(RuntimeError):
         await batcher.submit([1, 2])
     await batcher.stop()
+
+
+async def test_small_batches_run_on_the_event_loop_and_large_ones_off_it() -> None:
+    loop_thread = threading.get_ident()
+    threads: dict[int, int] = {}
+
+    def process(items: list[int]) -> list[int]:
+        threads[len(items)] = threading.get_ident()
+        return items
+
+    batcher = make_batcher(process, max_batch_size=16, inline_max_items=4)
+    await batcher.start()
+    assert await batcher.submit([1, 2, 3, 4]) == [1, 2, 3, 4]
+    assert await batcher.submit(list(range(5))) == list(range(5))
+    await batcher.stop()
+    assert threads[4] == loop_thread
+    assert threads[5] != loop_thread
+
+
+async def test_an_inline_failure_reaches_the_waiters_like_a_threaded_one() -> None:
+    def process(items: list[int]) -> list[int]:
+        raise UnavailableError("engine down")
+
+    batcher = make_batcher(process, inline_max_items=8)
+    await batcher.start()
+    results = await asyncio.gather(
+        batcher.submit([1]), batcher.submit([2, 3]), return_exceptions=True
+    )
+    await batcher.stop()
+    assert all(isinstance(r, UnavailableError) for r in results)
