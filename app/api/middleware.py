@@ -1,9 +1,9 @@
 """Per-request context: request id, body-size limit, access log, HTTP metrics, plain 500s."""
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -32,7 +32,7 @@ class RequestContextMiddleware:
             return
         headers = Headers(scope=scope)
         incoming = headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         state: dict[str, Any] = {"status": 500, "started": False, "received": 0}
