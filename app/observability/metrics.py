@@ -6,6 +6,7 @@ database at scrape time, so every replica reports the same, correct numbers.
 """
 
 import os
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -159,19 +160,35 @@ class Metrics:
 
     def observe_predictions(self, predictions: Sequence[Prediction]) -> None:
         """Record the distribution and flag counts of answered predictions."""
-        # NOTE: counters are incremented once per label set and batch, not once per encounter.
-        counts: Tally[tuple[Any, ...]] = Tally()
-        for p in predictions:
-            version = p.model_version
-            self.child(self.prediction_std, version).observe(p.std)
-            self.child(self.prediction_probability, version).observe(p.probability)
-            counts[(self.predictions, version, "true" if p.flagged else "false")] += 1
-            for label in sorted({reason_label(r) for r in p.reasons}):
-                counts[(self.flag_reasons, version, label)] += 1
-            if p.novelty is not None and p.novelty_threshold:
-                self.child(self.novelty, version).observe(p.novelty / p.novelty_threshold)
-        for (counter, *labels), n in counts.items():
-            self.child(counter, *labels).inc(n)
+        # NOTE: counters are incremented once per label set and batch, histograms filled once
+        # per batch (`observe_all`): per encounter, `observe` was about 5 us of a batch.
+        versions = {p.model_version for p in predictions}
+        for version in versions:
+            group = (
+                predictions
+                if len(versions) == 1
+                else [p for p in predictions if p.model_version == version]
+            )
+            observe_all(self.child(self.prediction_std, version), [p.std for p in group])
+            observe_all(
+                self.child(self.prediction_probability, version), [p.probability for p in group]
+            )
+            novelty = [
+                p.novelty / p.novelty_threshold
+                for p in group
+                if p.novelty is not None and p.novelty_threshold
+            ]
+            observe_all(self.child(self.novelty, version), novelty)
+            flagged = sum(p.flagged for p in group)
+            for label, n in (("true", flagged), ("false", len(group) - flagged)):
+                if n:
+                    self.child(self.predictions, version, label).inc(n)
+            if flagged:
+                reasons = Tally(
+                    label for p in group for label in {reason_label(r) for r in p.reasons}
+                )
+                for label, n in reasons.items():
+                    self.child(self.flag_reasons, version, label).inc(n)
 
     def observe_batch(self, *, model_version: str, size: int, seconds: float) -> None:
         """Record one engine call."""
@@ -188,6 +205,26 @@ class Metrics:
         self.model_info.labels(version, str(n_samples), repr(threshold)).set(1)
         for label in FLAG_REASON_LABELS:
             self.flag_reasons.labels(version, label)  # NOTE: a zero series from the start
+
+
+def observe_all(histogram: Any, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for each of `values`: one count per bucket, one sum in all."""
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if buckets is None or bounds is None:  # NOTE: another client version: the public way
+        for value in values:
+            histogram.observe(value)
+        return
+    # NOTE: `observe` counts a value in the first bucket whose bound is >= it (+Inf is last)
+    # and a NaN in none; both add it to the sum.
+    if len(values) < 4:  # NOTE: a Tally costs more than it saves for a few values
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = Tally(bisect_left(bounds, value) for value in values if value == value)
+    histogram._sum.inc(sum(values))
+    for index, count in counts.items():
+        buckets[index].inc(count)
 
 
 class ReviewQueueCollector(Collector):
