@@ -61,7 +61,12 @@ _PARAMETERS = {"parameters": _query_parameters(Sampling)}
 BODY_MODELS = (Encounter, BatchIn)
 
 
+_DEFAULT_SAMPLING = Sampling()
+
+
 def _sampling(request: Request) -> Sampling:
+    if not request.scope.get("query_string"):  # NOTE: the EHR's usual call: nothing to parse
+        return _DEFAULT_SAMPLING
     try:
         return Sampling.model_validate(dict(request.query_params))
     except ValidationError as exc:
