@@ -5,11 +5,14 @@ Bodies are parsed and answers serialised exactly as the service's scoring routes
 check, the review queue and the service's middleware, nothing else.
 
 `uvicorn bench.bare:app_factory --factory` serves it with the settings `triage serve` uses.
+`bench.bare:plain_asgi` is the same parse and answer with no framework at all: the scoring
+routes run below FastAPI's router (`app/api/direct.py`), so the load report shows both floors.
 """
 
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from starlette.types import Receive, Scope, Send
 
 from app.api.body import json_body
 from app.api.responses import json_response
@@ -35,18 +38,41 @@ def app_factory() -> FastAPI:
     """Parse the service's request bodies and answer a constant."""
     app = FastAPI(title="bare")
 
-    @app.post("/predict", response_model=PredictionOut)
-    async def predict(request: Request) -> Response:
-        encounter = await json_body(request, Encounter)
-        return json_response(_constant(encounter.encounter_id))
-
-    @app.post("/predict/batch", response_model=BatchOut)
-    async def batch(request: Request) -> Response:
-        body = await json_body(request, BatchIn)
-        return json_response({"predictions": [_constant(e.encounter_id) for e in body.encounters]})
+    app.post("/predict", response_model=PredictionOut)(predict)
+    app.post("/predict/batch", response_model=BatchOut)(batch)
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
         return {"status": "ready"}
 
     return app
+
+
+async def predict(request: Request) -> Response:
+    """One encounter parsed, a constant answer."""
+    encounter = await json_body(request, Encounter)
+    return json_response(_constant(encounter.encounter_id))
+
+
+async def batch(request: Request) -> Response:
+    """A batch parsed, a constant answer per encounter."""
+    body = await json_body(request, BatchIn)
+    return json_response({"predictions": [_constant(e.encounter_id) for e in body.encounters]})
+
+
+_PLAIN_ROUTES = {"/predict": predict, "/predict/batch": batch}
+
+
+async def plain_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """The same two endpoints as a bare ASGI callable: no routing, middleware or error pages."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    endpoint = _PLAIN_ROUTES.get(scope["path"])
+    if endpoint is None:  # NOTE: any other path is the harness polling for readiness
+        response = json_response({"status": "ready"})
+    else:
+        response = await endpoint(Request(scope, receive))
+    await response(scope, receive, send)

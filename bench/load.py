@@ -6,7 +6,8 @@ For each configuration it measures, with real encounters from the data file (eac
 an encounter id of its own):
   - single-encounter `POST /predict`, closed loop at `--connections` (saturation): requests/s,
     p50/p99 latency and the ratio to a bare FastAPI app that parses the same body models and
-    answers a constant, served by uvicorn with the same settings and workers;
+    answers a constant, served by uvicorn with the same settings and workers (the target's
+    reference), and to the same endpoints as a plain ASGI callable (no framework at all);
   - open loop at 80% of that saturating rate: p50/p99 measured from each request's scheduled
     time (no coordinated omission);
   - `POST /predict/batch` with `--batch-size` encounters per request: encounters/s;
@@ -339,12 +340,32 @@ def lost_cases(database_url: str, result: Result) -> tuple[int, int, int, int]:
     return len(result.flagged), len(stored), mismatches + result.duplicates, len(cut_off)
 
 
-def _bare(workers: int, work_dir: Path) -> Any:
+def _bare(workers: int, work_dir: Path, *, plain: bool = False) -> Any:
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.bare:app_factory", "--factory"]
+    target = ["bench.bare:plain_asgi"] if plain else ["bench.bare:app_factory", "--factory"]
+    cmd = [sys.executable, "-m", "uvicorn", *target]
     cmd += ["--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
     cmd += ["--no-access-log", "--log-level", "warning", "--proxy-headers"]
     return spawn(cmd, env={}, port=port, log_dir=work_dir)
+
+
+@dataclass
+class Ceilings:
+    """Single and batch results of the bare FastAPI app (the target's reference) and plain ASGI."""
+
+    fastapi: tuple[Result, Result]
+    plain: tuple[Result, Result]
+
+
+def _ceiling(load: Load, workers: int, *, plain: bool) -> tuple[Result, Result]:
+    tag = f"{'asgi' if plain else 'bare'}{workers}"
+    with _bare(workers, load.work_dir, plain=plain) as bare:
+        bare.wait_ready()
+        load.closed(bare.base_url, "none", f"{tag}warm")
+        return (
+            load.closed(bare.base_url, "none", tag),
+            load.closed(bare.base_url, "none", f"{tag}batch", batch=True),
+        )
 
 
 def measure_service(
@@ -383,26 +404,28 @@ def measure_service(
         )
 
 
-def report(load: Load, ceilings: dict[int, tuple[Result, Result]]) -> None:
-    """Print the table: rate, p50/p99 and the ratio to the bare ceiling."""
+def _rate(result: Result) -> float:
+    """Encounters per second of a batch phase, requests per second otherwise."""
+    return result.rate * result.per_request
+
+
+def report(load: Load, ceilings: dict[int, Ceilings]) -> None:
+    """Print the table: rate, p50/p99 and the ratios to the bare FastAPI app and plain ASGI."""
     print()
-    print(f"{'server':<16}{'phase':<13}{'rate':>16}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
-    for workers, (single, batch) in sorted(ceilings.items()):
-        print(f"{'bare w' + str(workers):<16}{'predict':<13}{single.rate:>10.0f} req/s"
-              f"{single.p50_ms:>9.1f}{single.p99_ms:>9.1f}{'1.00':>9}")  # fmt: skip
-        print(f"{'bare w' + str(workers):<16}{'batch':<13}"
-              f"{batch.rate * batch.per_request:>10.0f} enc/s"
-              f"{batch.p50_ms:>9.1f}{batch.p99_ms:>9.1f}{'1.00':>9}")  # fmt: skip
+    print(f"{'server':<16}{'phase':<13}{'rate':>16}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}"
+          f"{'vs ASGI':>9}")  # fmt: skip
+    for workers, ceiling in sorted(ceilings.items()):
+        for name, single, batch in (("bare", *ceiling.fastapi), ("ASGI", *ceiling.plain)):
+            for phase, result, unit in (("predict", single, "req/s"), ("batch", batch, "enc/s")):
+                print(f"{name + ' w' + str(workers):<16}{phase:<13}{_rate(result):>10.0f} {unit}"
+                      f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}")  # fmt: skip
     for server, phase, result in load.results:
-        workers = int(server.rsplit("w", 1)[1])
-        single, batch = ceilings[workers]
-        if phase == "batch":
-            rate, unit = result.rate * result.per_request, "enc/s"
-            ratio = rate / (batch.rate * batch.per_request)
-        else:
-            rate, unit, ratio = result.rate, "req/s", result.rate / single.rate
-        print(f"{server:<16}{phase:<13}{rate:>10.0f} {unit}{result.p50_ms:>9.1f}"
-              f"{result.p99_ms:>9.1f}{ratio:>9.2f}")  # fmt: skip
+        ceiling = ceilings[int(server.rsplit("w", 1)[1])]
+        index, unit = (1, "enc/s") if phase == "batch" else (0, "req/s")
+        bare, plain = _rate(ceiling.fastapi[index]), _rate(ceiling.plain[index])
+        print(f"{server:<16}{phase:<13}{_rate(result):>10.0f} {unit}{result.p50_ms:>9.1f}"
+              f"{result.p99_ms:>9.1f}{_rate(result) / bare:>9.2f}"
+              f"{_rate(result) / plain:>9.2f}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,16 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs shared by server and load generator",
         flush=True,
     )
-    ceilings: dict[int, tuple[Result, Result]] = {}
+    ceilings: dict[int, Ceilings] = {}
     try:
         for workers in args.workers:
-            with _bare(workers, work_dir) as bare:
-                bare.wait_ready()
-                load.closed(bare.base_url, "none", f"bare{workers}warm")
-                ceilings[workers] = (
-                    load.closed(bare.base_url, "none", f"bare{workers}"),
-                    load.closed(bare.base_url, "none", f"bare{workers}batch", batch=True),
-                )
+            floors = [_ceiling(load, workers, plain=plain) for plain in (False, True)]
+            ceilings[workers] = Ceilings(*floors)
         for backend in args.databases:
             for workers in args.workers:
                 kwargs = {"backend": backend, "workers": workers, "model_dir": args.model_dir}
