@@ -25,7 +25,9 @@ class DirectRoutes:
 
     def __init__(self, app: ASGIApp, *, routes: Iterable[APIRoute]) -> None:
         self.app = app
-        self.routes: Mapping[str, APIRoute] = {r.path: r for r in routes if "POST" in r.methods}
+        self.routes: Mapping[str, APIRoute] = {
+            r.path: r for r in routes if r.methods and "POST" in r.methods
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
@@ -50,7 +52,11 @@ class DirectRoutes:
 
 
 def exception_handler(handlers: Mapping[Any, Any], exc: Exception) -> Any:
-    """The handler Starlette's exception middleware would pick for `exc`, or None."""
+    """The handler Starlette's exception middleware would pick for `exc`, or None.
+
+    NOTE: Starlette's own lookup is private (`starlette._exception_handler`) and covers the
+    class only; the status-code handlers are looked up first there too.
+    """
     if isinstance(exc, HTTPException) and exc.status_code in handlers:
         return handlers[exc.status_code]
     for cls in type(exc).__mro__:

@@ -211,16 +211,14 @@ def observe_all(histogram: Any, values: Sequence[float]) -> None:
     """`histogram.observe(v)` for each of `values`: one count per bucket, one sum in all."""
     buckets = getattr(histogram, "_buckets", None)
     bounds = getattr(histogram, "_upper_bounds", None)
-    if buckets is None or bounds is None:  # NOTE: another client version: the public way
+    # NOTE: the public way for a client version without these fields, and for a few values
+    # (a Tally costs more than it saves there).
+    if buckets is None or bounds is None or len(values) < 4:
         for value in values:
             histogram.observe(value)
         return
     # NOTE: `observe` counts a value in the first bucket whose bound is >= it (+Inf is last)
     # and a NaN in none; both add it to the sum.
-    if len(values) < 4:  # NOTE: a Tally costs more than it saves for a few values
-        for value in values:
-            histogram.observe(value)
-        return
     counts = Tally(bisect_left(bounds, value) for value in values if value == value)
     histogram._sum.inc(sum(values))
     for index, count in counts.items():
