@@ -7,7 +7,8 @@ hands each request its own slice of the results. A request larger than `max_batc
 as its own batch. An exception in `process` reaches every request of that batch.
 
 A batch of at most `inline_max_items` items runs on the event loop itself instead (see
-`InferenceSettings.inline_max_items` for why).
+`InferenceSettings.inline_max_items` for why). With `max_in_flight` above one, the next batch
+is collected and started while earlier ones are still running.
 """
 
 import asyncio
@@ -49,12 +50,13 @@ class MicroBatcher(Generic[T, R]):
         on_batch: Callable[[int, float], None] | None = None,
         run: Callable[[Callable[[list[T]], list[R]], list[T]], Awaitable[list[R]]] | None = None,
         inline_max_items: int = 0,
+        max_in_flight: int = 1,
         name: str = "inference",
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0:
             raise ValueError("batch size and queue size must be >= 1 and the delay >= 0")
-        if inline_max_items < 0:
-            raise ValueError("inline_max_items must be >= 0")
+        if inline_max_items < 0 or max_in_flight < 1:
+            raise ValueError("inline_max_items must be >= 0 and max_in_flight >= 1")
         self._process = process
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_batch_delay_us / 1e6
@@ -64,6 +66,7 @@ class MicroBatcher(Generic[T, R]):
         # review-queue writer passes `Database.run`, which adds its timeout and 503 mapping.
         self._run_process = run or _in_thread
         self._inline_max_items = inline_max_items
+        self._max_in_flight = max_in_flight
         self._name = name
         self._queue: deque[_Request[T, R]] = deque()
         self._queued_items = 0
@@ -109,15 +112,33 @@ class MicroBatcher(Generic[T, R]):
         return await request.future
 
     async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                if self._stopping:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = await self._collect()
-            await self._execute(batch)
+        slots = asyncio.Semaphore(self._max_in_flight)
+        running: set[asyncio.Task[None]] = set()
+
+        async def execute(batch: list[_Request[T, R]]) -> None:
+            try:
+                await self._execute(batch)
+            finally:
+                slots.release()
+
+        try:
+            while True:
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                await slots.acquire()  # NOTE: collect only once a batch can start at once
+                batch = await self._collect()
+                if self._max_in_flight == 1:
+                    await execute(batch)
+                    continue
+                task = asyncio.create_task(execute(batch))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _collect(self) -> list[_Request[T, R]]:
         """Take whole requests up to the size limit, waiting at most the delay for more."""

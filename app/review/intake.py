@@ -21,6 +21,7 @@ from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.review.service import FlaggedCase, queue_flagged
 
 _REQUESTS_PER_COMMIT: Final = 256
+_COMMITS_IN_FLIGHT: Final = 2
 
 
 class Submitter(Protocol):
@@ -70,13 +71,16 @@ class Intake:
         self.max_n_samples = max_n_samples
         self.observe = observe
         # NOTE: one item per request (its flagged cases); no delay: whatever waits while a
-        # commit runs goes into the next one.
+        # commit runs goes into the next one. Two commits in flight: the next one starts while
+        # the last one's answers wait for the busy event loop (on SQLite it then waits for the
+        # write turn, not for the loop).
         self._writer: MicroBatcher[list[FlaggedCase], list[int] | Exception] = MicroBatcher(
             self._write,
             max_batch_size=_REQUESTS_PER_COMMIT,
             max_batch_delay_us=0,
             max_queue_size=max_pending_writes,
             run=self._in_database,
+            max_in_flight=_COMMITS_IN_FLIGHT,
             name="database write",
         )
 

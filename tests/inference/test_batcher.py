@@ -160,3 +160,43 @@ async def test_an_inline_failure_reaches_the_waiters_like_a_threaded_one() -> No
     )
     await batcher.stop()
     assert all(isinstance(r, UnavailableError) for r in results)
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+async def test_batches_in_flight_never_exceed_the_limit(max_in_flight: int) -> None:
+    running, peak = 0, 0
+    lock = threading.Lock()
+
+    def process(items: list[int]) -> list[int]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        threading.Event().wait(0.05)  # long enough for the next batch to be ready to start
+        with lock:
+            running -= 1
+        return items
+
+    batcher = make_batcher(process, max_batch_size=1, max_in_flight=max_in_flight)
+    await batcher.start()
+    answers = await asyncio.gather(*(batcher.submit([k]) for k in range(6)))
+    await batcher.stop()
+    assert answers == [[k] for k in range(6)]
+    assert peak == max_in_flight
+
+
+async def test_stop_waits_for_every_batch_in_flight() -> None:
+    finished: list[int] = []
+
+    def process(items: list[int]) -> list[int]:
+        threading.Event().wait(0.05)
+        finished.extend(items)
+        return items
+
+    batcher = make_batcher(process, max_batch_size=1, max_in_flight=3)
+    await batcher.start()
+    tasks = [asyncio.create_task(batcher.submit([k])) for k in range(3)]
+    await asyncio.sleep(0.01)
+    await batcher.stop()
+    assert sorted(finished) == [0, 1, 2]
+    assert [task.result() for task in tasks] == [[0], [1], [2]]
