@@ -5,6 +5,7 @@ published value types: integers for the `*_id` codes and counts, strings for the
 value is null or absent, never "?". Anything else is a 422 that names the field.
 """
 
+from operator import itemgetter
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -119,26 +120,24 @@ class Encounter(BaseModel):
         """The fields the caller sent (absent stays absent, null stays null), published names."""
         return self.model_dump(by_alias=True, exclude_unset=True)
 
-    def received_and_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`as_received()` and `record()` (a field not sent takes its default), cheaply."""
-        # NOTE: every field holds a validated scalar, so reading the attributes in field order
-        # gives exactly the dump; pydantic's serializer walk cost about 15 us an encounter.
+    def published_record(self) -> dict[str, Any]:
+        """`record()`, cheaply (about 4 us against 15 us an encounter for pydantic's dump)."""
+        # NOTE: every field holds a validated scalar and an unsent one its default, so the
+        # attributes in field order are exactly the dump.
+        return dict(zip(_PUBLISHED_NAMES, _ATTRIBUTE_VALUES(self.__dict__), strict=True))
+
+    def published_received(self) -> dict[str, Any]:
+        """`as_received()`, cheaply, by the same reasoning as `published_record()`."""
         values, sent = self.__dict__, self.model_fields_set
-        received = {published: values[name] for name, published in _PUBLISHED if name in sent}
-        return received, {**_ALL_NONE, **received}
+        return {published: values[name] for name, published in _PUBLISHED if name in sent}
 
 
 # (attribute name, published name) of every field, in field order.
 _PUBLISHED: tuple[tuple[str, str], ...] = tuple(
     (name, field.alias or name) for name, field in Encounter.model_fields.items()
 )
-# The value of every optional field when it is not sent (all None): `record()` is this plus
-# what was sent.
-_ALL_NONE: dict[str, Any] = {
-    field.alias or name: field.get_default(call_default_factory=True)
-    for name, field in Encounter.model_fields.items()
-    if not field.is_required()
-}
+_PUBLISHED_NAMES: tuple[str, ...] = tuple(published for _, published in _PUBLISHED)
+_ATTRIBUTE_VALUES = itemgetter(*(name for name, _ in _PUBLISHED))
 
 
 class PredictionOut(BaseModel):

@@ -34,11 +34,12 @@ class Submitter(Protocol):
 
 @dataclass(frozen=True)
 class Incoming:
-    """One encounter to score: its id, the fields as received and the encoder's record."""
+    """One encounter to score: its id, the encoder's record and the fields as received."""
 
     encounter_id: str
-    as_received: dict[str, Any]
     record: dict[str, Any]
+    # NOTE: a callable, as only flagged cases (about one in ten) store what was received.
+    as_received: Callable[[], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Intake:
         requests = [ScoringRequest(record=e.record, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
         flagged = [
-            FlaggedCase(e.encounter_id, e.as_received, p, actor)
+            FlaggedCase(e.encounter_id, e.as_received(), p, actor)
             for e, p in zip(encounters, predictions, strict=True)
             if p.flagged
         ]

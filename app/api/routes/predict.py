@@ -74,8 +74,9 @@ def _sampling(request: Request) -> Sampling:
 
 
 def _incoming(encounter: Encounter) -> Incoming:
-    received, record = encounter.received_and_record()
-    return Incoming(encounter.encounter_id, received, record)
+    return Incoming(
+        encounter.encounter_id, encounter.published_record(), encounter.published_received
+    )
 
 
 def _out(scored: Scored) -> dict[str, Any]:
