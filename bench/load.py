@@ -14,8 +14,9 @@ an encounter id of its own):
 and after every run checks that each `flagged: true` answer has exactly one review item and
 that no item of the run exists without such an answer.
 
-Closed-loop load comes from `wrk` (Debian package) when it is installed, else from a Python
-client. Everything runs on 127.0.0.1; the load generator shares the CPU with the server.
+Load comes from `wrk` (Debian package) when it is installed, the open loop included (its
+pacing and latencies are in load.lua), else from a Python client. Everything runs on
+127.0.0.1; the load generator shares the CPU with the server.
 """
 
 import argparse
