@@ -1,13 +1,14 @@
 """One place that turns errors into HTTP answers."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.api.schemas import PATTERN_MESSAGES
 from app.core.errors import AppError, UnauthorizedError, UnavailableError
 
 log = logging.getLogger("triage.api")
@@ -34,13 +35,22 @@ async def app_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    """The error's message, in plain words where it would quote a regular expression."""
+    if error.get("type") == "string_pattern_mismatch":
+        plain = PATTERN_MESSAGES.get((error.get("ctx") or {}).get("pattern", ""))
+        if plain is not None:
+            return plain
+    return str(error.get("msg", "invalid"))
+
+
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """A 422 naming each bad field; input values are not echoed (they are patient data)."""
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
         loc = error.get("loc", ())
-        entry: dict[str, Any] = {"field": field_path(loc), "message": error.get("msg", "invalid")}
+        entry: dict[str, Any] = {"field": field_path(loc), "message": _message(error)}
         entry["type"] = error.get("type")
         if len(loc) > 2 and loc[:2] == ("body", "encounters") and isinstance(loc[2], int):
             entry["index"] = loc[2]

@@ -6,18 +6,12 @@ value is null or absent, never "?". Anything else is a 422 that names the field.
 """
 
 from operator import itemgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.features.columns import AGE_BUCKETS, DEATH_OR_HOSPICE_DISPOSITIONS, MEDICATION_STATES
-from app.features.icd9 import is_valid_icd9
-
-
-def _icd9(code: str) -> str:
-    if not is_valid_icd9(code):
-        raise ValueError("not an ICD-9-CM code in the published format (e.g. 250.83, V45, E888)")
-    return code
+from app.features.icd9 import ICD9_PATTERN
 
 
 def _not_death_or_hospice(code: int | None) -> int | None:
@@ -29,8 +23,19 @@ def _not_death_or_hospice(code: int | None) -> int | None:
     return code
 
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w&/,.() +\-]+$")]
-Icd9 = Annotated[str, StringConstraints(max_length=8), AfterValidator(_icd9)]
+_TEXT_PATTERN: Final = r"^[\w&/,.() +\-]+$"
+_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+# NOTE: patterns, not Python validators, so pydantic-core checks them without calling back into
+# Python (the ICD-9 check as a validator cost 2.2 of 10.3 us an encounter). A 422 words them
+# with these messages rather than the regular expression.
+PATTERN_MESSAGES: Final = {
+    ICD9_PATTERN.pattern: "not an ICD-9-CM code in the published format (e.g. 250.83, V45, E888)",
+    _TEXT_PATTERN: "only letters, digits, spaces and & / , . ( ) + - are allowed",
+    _ID_PATTERN: "control characters are not allowed",
+}
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_TEXT_PATTERN)]
+Icd9 = Annotated[str, StringConstraints(max_length=8, pattern=ICD9_PATTERN.pattern)]
 Age = Literal[AGE_BUCKETS]  # type: ignore[valid-type]
 Med = Literal[MEDICATION_STATES]  # type: ignore[valid-type]
 
@@ -41,7 +46,7 @@ class Encounter(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
 
     encounter_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+        str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)
     ] = Field(
         description=(
             "The EHR's id for the encounter (no control characters); also the idempotency key "

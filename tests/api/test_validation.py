@@ -118,3 +118,20 @@ async def test_oversized_body_is_refused(app, client, keys) -> None:
     big = b'{"encounter_id": "' + b"x" * (9 * 1024 * 1024) + b'"}'
     headers = {**keys["ehr"], "content-type": "application/json"}
     assert (await client.post("/predict", content=big, headers=headers)).status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("diag_1", "25O.01", "not an ICD-9-CM code"),
+        ("payer_code", "MC;DROP", "only letters, digits"),
+        ("encounter_id", "enc\u0007", "control characters"),
+    ],
+)
+async def test_pattern_errors_are_worded_not_quoted(client, keys, encounters, field, value, words):
+    response = await client.post(
+        "/predict", json=_with(encounters[0], **{field: value}), headers=keys["ehr"]
+    )
+    [error] = response.json()["errors"]
+    assert response.status_code == 422 and error["field"] == field
+    assert words in error["message"] and "^" not in response.text
