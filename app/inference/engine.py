@@ -69,6 +69,11 @@ class MCDropoutResult:
     mutual_information: torch.Tensor
     n_samples: int
     seed: int
+    # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
+    # computed them on its way (no dropout before that layer's output: the shipped model), so
+    # the domain guard need not run the layer again. None otherwise (on CUDA the bits would
+    # differ from the CPU's, which the guard's thresholds were fitted with).
+    hidden: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,12 @@ class MCDropoutEngine:
         stochastic = [i for i, layer in enumerate(self._layers) if layer.p > 0]
         self._first = stochastic[0] if stochastic else None
         self._cuda = self.device.type == "cuda"
+        # NOTE: `_chunk` runs every layer up to the first dropout (all of them without one)
+        # exactly as eval mode does; when that reaches the last hidden layer, its activations
+        # are the domain guard's input.
+        last = len(self._layers) - 1
+        self._deterministic_depth = (last if self._first is None else self._first) + 1
+        self._keeps_hidden = not self._cuda and self._deterministic_depth == last + 1
         self._cache: OrderedDict[tuple[int, int], _Masks] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -156,7 +167,7 @@ class MCDropoutEngine:
             raise ValueError(f"x must have shape [B, {self.in_features}], got {list(x.shape)}")
         used_seed = self.default_seed if seed is None else _check_seed(seed)
         with torch.inference_mode():
-            out = self._run(x, n_samples, used_seed)
+            out, hidden = self._run(x, n_samples, used_seed)
         mean, std, se, mi = torch.from_numpy(out).unbind()
         return MCDropoutResult(
             mean=mean,
@@ -165,6 +176,7 @@ class MCDropoutEngine:
             mutual_information=mi,
             n_samples=n_samples,
             seed=used_seed,
+            hidden=hidden,
         )
 
     def check_batch_invariance(self, *, n_samples: int = 64, seed: int = 0) -> bool:
@@ -179,14 +191,14 @@ class MCDropoutEngine:
                     return False
         return True
 
-    def _run(self, x: torch.Tensor, n: int, seed: int) -> np.ndarray:
-        """Return `[4, B]` float32: mean, std, std's SE, mutual information."""
+    def _run(self, x: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return `[4, B]` float32 (mean, std, std's SE, mutual information) and `hidden`."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
         rows = _rows_per_chunk(n)
         chunks = [x] if batch <= rows else [x[s : s + rows] for s in range(0, batch, rows)]
-        parts = []
+        parts, hiddens = [], []
         for chunk in chunks:
             size = chunk.shape[0]
             # NOTE: padding keeps every product at >= 2 rows on the CPU (MKL's one-row gemv sums
@@ -196,17 +208,28 @@ class MCDropoutEngine:
                 chunk = torch.cat([chunk, chunk])  # one op; the copy's row is discarded
             elif size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
-            parts.append(self._chunk(chunk, n, masks, size))
+            h = self._deterministic_layers(chunk)
+            parts.append(self._chunk(h, n, masks, size))
+            if self._keeps_hidden:
+                hiddens.append(h[:size].numpy())
+        hidden = None
+        if hiddens:
+            hidden = hiddens[0] if len(hiddens) == 1 else np.concatenate(hiddens)
         if not parts:
-            return np.zeros((4, 0), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            return np.zeros((4, 0), dtype=np.float32), hidden
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), hidden
 
-    def _chunk(self, x: torch.Tensor, n: int, masks: _Masks | None, size: int) -> np.ndarray:
-        """Return `[4, size]` statistics for the first `size` rows of one (padded) chunk."""
+    def _deterministic_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """Every layer up to the first dropout (all of them without one), as in eval mode."""
         h = x
-        first = len(self._layers) - 1 if self._first is None else self._first
-        for layer in self._layers[: first + 1]:
+        for layer in self._layers[: self._deterministic_depth]:
             h = torch.addmm(layer.bias, h, layer.weight_t).relu_()
+        return h
+
+    def _chunk(self, h: torch.Tensor, n: int, masks: _Masks | None, size: int) -> np.ndarray:
+        """Return `[4, size]` statistics for the first `size` rows of one (padded) chunk, from
+        its activations `h` after the deterministic layers."""
+        first = self._deterministic_depth - 1
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
             out = np.zeros((4, size), dtype=np.float32)

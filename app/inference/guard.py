@@ -268,15 +268,23 @@ class DomainGuard:
 
     # ----------------------------------------------------------------- checking
 
-    def novelty(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each row's last-hidden-layer activations."""
-        if self.model is None:
-            raise ValueError("the guard has no model to compute activations with")
-        if self._layers is None:  # NOTE: copied once; the guard never sees the module change.
-            self._layers = hidden_layers(self.model)
-        # NOTE: a lone row is padded once here, and the pad row carried through both products.
-        a, rows = _padded_rows(x)
-        d = _hidden(self._layers, a) - self.mean
+    def novelty(self, x: torch.Tensor | np.ndarray, hidden: np.ndarray | None = None) -> np.ndarray:
+        """Mahalanobis distance of each row's last-hidden-layer activations.
+
+        `hidden`, when given, holds those float32 activations of `x` already (the engine's, see
+        `MCDropoutResult.hidden`): the same product on the same weights, so the same bits.
+        """
+        if hidden is not None:
+            # NOTE: a lone row is padded once here, and the pad row carried through the product.
+            a, rows = _padded_rows(hidden)
+            d = a.astype(np.float64) - self.mean
+        else:
+            if self.model is None:
+                raise ValueError("the guard has no model to compute activations with")
+            if self._layers is None:  # NOTE: copied once; the guard never sees the module change.
+                self._layers = hidden_layers(self.model)
+            a, rows = _padded_rows(x)
+            d = _hidden(self._layers, a) - self.mean
         # NOTE: d P d' as one BLAS product and a row-wise sum: a three-operand einsum runs a
         # plain C loop, 75 ms per 1,000 encounters against 2 ms here. Each row's value depends
         # on that row only (`_rowwise_product`), so batching cannot change a score's bits.
@@ -303,9 +311,11 @@ class DomainGuard:
         """Whether a categorical value's slot was never seen in training."""
         return category_slot(column, value) not in self.observed[column]
 
-    def check_columns(self, columns: Columns, x: torch.Tensor | np.ndarray) -> GuardResult:
-        """Run both checks on a batch in the encoder's column layout."""
-        return GuardResult(self.feature_flags(columns), self.novelty(x), self.threshold)
+    def check_columns(
+        self, columns: Columns, x: torch.Tensor | np.ndarray, hidden: np.ndarray | None = None
+    ) -> GuardResult:
+        """Run both checks on a batch in the encoder's column layout (`hidden`: see `novelty`)."""
+        return GuardResult(self.feature_flags(columns), self.novelty(x, hidden), self.threshold)
 
     def check(
         self, records: Sequence[Mapping[str, Value]], x: torch.Tensor | np.ndarray

@@ -8,7 +8,7 @@ import torch
 from app.inference import MCDropoutEngine
 from app.inference.calibration import calibrate
 from app.inference.predictor import HIGH_UNCERTAINTY, Predictor, ScoringRequest, flag_reasons
-from app.inference.repository import load_model
+from app.inference.repository import latest_version_dir, load_model
 
 pytestmark = pytest.mark.data
 
@@ -62,3 +62,15 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
 def test_flag_rule_is_strictly_above_the_threshold() -> None:
     assert flag_reasons(std=0.05, threshold=0.05) == ()
     assert flag_reasons(std=0.0501, threshold=0.05) == (HIGH_UNCERTAINTY,)
+
+
+def test_the_guard_scores_the_engines_activations_as_its_own(encounters) -> None:
+    from app.features import columns_from_records
+
+    loaded = load_model(latest_version_dir())  # the shipped model: it has a domain guard
+    predictor = Predictor(loaded, MCDropoutEngine(loaded.model, device="cpu"))
+    assert predictor.guard is not None
+    for records in (encounters[:1], encounters[:40]):
+        out = predictor.predict([ScoringRequest(r, 64) for r in records])
+        x = loaded.spec.encode(columns_from_records(records))
+        assert [p.novelty for p in out] == predictor.guard.novelty(x).tolist()
