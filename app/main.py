@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from app.api.body import document_body_models
+from app.api.body import document_body_types
 from app.api.direct import DirectRoutes
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (predict.router, review_queue.router, health.router, metrics.router):
         app.include_router(router)
-    document_body_models(app, predict.BODY_MODELS)
+    document_body_types(app, predict.BODY_TYPES)
     app.include_router(review_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

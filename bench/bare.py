@@ -1,4 +1,4 @@
-"""The HTTP stack's ceiling: the same routes and body models as the service, constant answers.
+"""The HTTP stack's ceiling: the same routes and body types as the service, constant answers.
 
 Bodies are parsed and answers serialised exactly as the service's scoring routes do
 (`json_body` in, `json_response` out), so the ratio to this app measures scoring, the key
@@ -51,13 +51,14 @@ def app_factory() -> FastAPI:
 async def predict(request: Request) -> Response:
     """One encounter parsed, a constant answer."""
     encounter = await json_body(request, Encounter)
-    return json_response(_constant(encounter.encounter_id))
+    return json_response(_constant(encounter["encounter_id"]))
 
 
 async def batch(request: Request) -> Response:
     """A batch parsed, a constant answer per encounter."""
     body = await json_body(request, BatchIn)
-    return json_response({"predictions": [_constant(e.encounter_id) for e in body.encounters]})
+    answers = [_constant(e["encounter_id"]) for e in body["encounters"]]
+    return json_response({"predictions": answers})
 
 
 _PLAIN_ROUTES = {"/predict": predict, "/predict/batch": batch}

@@ -5,7 +5,7 @@
 For each configuration it measures, with real encounters from the data file (each request with
 an encounter id of its own):
   - single-encounter `POST /predict`, closed loop at `--connections` (saturation): requests/s,
-    p50/p99 latency and the ratio to a bare FastAPI app that parses the same body models and
+    p50/p99 latency and the ratio to a bare FastAPI app that parses the same body types and
     answers a constant, served by uvicorn with the same settings and workers (the target's
     reference), and to the same endpoints as a plain ASGI callable (no framework at all);
   - open loop at 80% of that saturating rate: p50/p99 measured from each request's scheduled

@@ -4,21 +4,23 @@ NOTE: a FastAPI body parameter decodes the JSON with Python's `json` and then va
 Python objects; for a batch of 1,000 encounters the two passes were about half of the event
 loop's time. `json_body` does both in one pass and words its errors exactly as FastAPI's
 validation errors (422, each naming its field). Routes that read their body this way list its
-model in `BODY_MODELS` so the OpenAPI document still describes it.
+type in `BODY_TYPES` so the OpenAPI document still describes it.
+
+A body type must not rename keys with aliases: pydantic's JSON mode silently drops a key that
+is an aliased field's Python name, where an unknown key must be a 422. The scoring routes read
+TypedDicts keyed by the published names (`app.api.schemas`).
 """
 
-import json
-from functools import cache
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic import TypeAdapter, ValidationError
+from pydantic.json_schema import JsonSchemaMode
 
 from app.core.errors import UnsupportedMediaTypeError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+BodyT = TypeVar("BodyT")
 _REF = "#/components/schemas/{model}"
 
 
@@ -29,8 +31,8 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def json_body(request: Request, model: type[ModelT]) -> ModelT:
-    """The request body as `model` (415 if it is not JSON, 422 naming each bad field)."""
+async def json_body(request: Request, body_type: type[BodyT]) -> BodyT:
+    """The request body as `body_type` (415 if it is not JSON, 422 naming each bad field)."""
     content_type = request.headers.get("content-type")
     if content_type and not _is_json(content_type):
         raise UnsupportedMediaTypeError(
@@ -38,17 +40,10 @@ async def json_body(request: Request, model: type[ModelT]) -> ModelT:
         )
     body = await request.body()
     try:
-        if any(name in body for name in _shadowed_names(model)):
-            # NOTE: pydantic's JSON mode silently drops a key that is a field's Python name
-            # when the field takes an alias ("glyburide_metformin" for "glyburide-metformin"),
-            # where Python mode reports it as an extra field. Such a body takes the Python path.
-            return model.model_validate(json.loads(body))
-        return model.model_validate_json(body)
+        validated: BodyT = _adapter(body_type).validate_json(body)
     except ValidationError as exc:
         raise request_validation_error(exc, "body") from None
-    except (ValueError, RecursionError) as exc:  # NOTE: only from `json.loads`
-        error = {"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON", "input": None}
-        raise RequestValidationError([error]) from exc
+    return validated
 
 
 def request_validation_error(exc: ValidationError, where: str) -> RequestValidationError:
@@ -57,34 +52,33 @@ def request_validation_error(exc: ValidationError, where: str) -> RequestValidat
     return RequestValidationError(errors)
 
 
-@cache
-def _shadowed_names(model: type[BaseModel]) -> tuple[bytes, ...]:
-    """`"name"` for every aliased field of `model` and of the models inside it."""
-    names: set[bytes] = set()
-    for name, field in model.model_fields.items():
-        if field.alias and field.alias != name:
-            names.add(f'"{name}"'.encode())
-        for inner in _models_in(field.annotation):
-            names.update(_shadowed_names(inner))
-    return tuple(sorted(names))
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+def _adapter(body_type: Any) -> TypeAdapter[Any]:
+    """One validator per body type, built on first use."""
+    adapter = _ADAPTERS.get(body_type)
+    if adapter is None:
+        adapter = _ADAPTERS[body_type] = TypeAdapter(body_type)
+    return adapter
 
 
-def documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """A route's `openapi_extra` declaring a required JSON body of `model`."""
-    schema = {"$ref": _REF.format(model=model.__name__)}
+def documented_body(body_type: Any) -> dict[str, Any]:
+    """A route's `openapi_extra` declaring a required JSON body of `body_type`."""
+    schema = {"$ref": _REF.format(model=body_type.__name__)}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def document_body_models(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
-    """Add `models` (read by `json_body`, so unseen by FastAPI) to the app's OpenAPI schemas."""
+def document_body_types(app: FastAPI, body_types: tuple[Any, ...]) -> None:
+    """Add `body_types` (read by `json_body`, so unseen by FastAPI) to the app's OpenAPI schemas."""
     generate = app.openapi
-    _, definitions = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
+    inputs: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
+        (t.__name__, "validation", _adapter(t)) for t in body_types
+    ]
+    tops, definitions = TypeAdapter.json_schemas(inputs, ref_template=_REF)
+    for (name, _), schema in tops.items():  # NOTE: a type defined inline gets a name of its own
+        if "$ref" not in schema:
+            definitions.setdefault("$defs", {})[name] = schema
 
     def openapi() -> dict[str, Any]:
         schema = generate()  # NOTE: FastAPI builds it once and caches it; the update is idempotent

@@ -5,10 +5,10 @@ published value types: integers for the `*_id` codes and counts, strings for the
 value is null or absent, never "?". Anything else is a 422 that names the field.
 """
 
-from operator import itemgetter
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal, Required
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, with_config
+from typing_extensions import TypedDict
 
 from app.features.columns import AGE_BUCKETS, DEATH_OR_HOSPICE_DISPOSITIONS, MEDICATION_STATES
 from app.features.icd9 import ICD9_PATTERN
@@ -40,109 +40,96 @@ Age = Literal[AGE_BUCKETS]  # type: ignore[valid-type]
 Med = Literal[MEDICATION_STATES]  # type: ignore[valid-type]
 
 
-class Encounter(BaseModel):
-    """One inpatient encounter in the published column layout, plus the EHR's encounter id."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, str_strip_whitespace=True)
-
-    encounter_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)
-    ] = Field(
-        description=(
-            "The EHR's id for the encounter (no control characters); also the idempotency key "
-            "of the review queue."
-        )
-    )
-    patient_nbr: Annotated[int | None, Field(ge=0, le=2**63 - 1, strict=True)] = None
-    race: Literal["AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other"] | None = None
-    gender: Literal["Female", "Male", "Unknown/Invalid"] | None = None
-    age: Age | None = None
-    weight: (
-        Literal[
-            "[0-25)",
-            "[25-50)",
-            "[50-75)",
-            "[75-100)",
-            "[100-125)",
-            "[125-150)",
-            "[150-175)",
-            "[175-200)",
-            ">200",
-        ]
-        | None
-    ) = None
-    admission_type_id: Annotated[int | None, Field(ge=1, le=8, strict=True)] = None
-    discharge_disposition_id: Annotated[
-        int | None, Field(ge=1, le=30, strict=True), AfterValidator(_not_death_or_hospice)
-    ] = None
-    admission_source_id: Annotated[int | None, Field(ge=1, le=26, strict=True)] = None
-    time_in_hospital: Annotated[int | None, Field(ge=1, le=365, strict=True)] = None
-    payer_code: Text | None = None
-    medical_specialty: Text | None = None
-    num_lab_procedures: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
-    num_procedures: Annotated[int | None, Field(ge=0, le=100, strict=True)] = None
-    num_medications: Annotated[int | None, Field(ge=0, le=500, strict=True)] = None
-    number_outpatient: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
-    number_emergency: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
-    number_inpatient: Annotated[int | None, Field(ge=0, le=1000, strict=True)] = None
-    diag_1: Icd9 | None = None
-    diag_2: Icd9 | None = None
-    diag_3: Icd9 | None = None
-    number_diagnoses: Annotated[int | None, Field(ge=0, le=100, strict=True)] = None
-    max_glu_serum: Literal["None", "Norm", ">200", ">300"] | None = None
-    A1Cresult: Literal["None", "Norm", ">7", ">8"] | None = None
-    metformin: Med | None = None
-    repaglinide: Med | None = None
-    nateglinide: Med | None = None
-    chlorpropamide: Med | None = None
-    glimepiride: Med | None = None
-    acetohexamide: Med | None = None
-    glipizide: Med | None = None
-    glyburide: Med | None = None
-    tolbutamide: Med | None = None
-    pioglitazone: Med | None = None
-    rosiglitazone: Med | None = None
-    acarbose: Med | None = None
-    miglitol: Med | None = None
-    troglitazone: Med | None = None
-    tolazamide: Med | None = None
-    examide: Med | None = None
-    citoglipton: Med | None = None
-    insulin: Med | None = None
-    glyburide_metformin: Med | None = Field(default=None, alias="glyburide-metformin")
-    glipizide_metformin: Med | None = Field(default=None, alias="glipizide-metformin")
-    glimepiride_pioglitazone: Med | None = Field(default=None, alias="glimepiride-pioglitazone")
-    metformin_rosiglitazone: Med | None = Field(default=None, alias="metformin-rosiglitazone")
-    metformin_pioglitazone: Med | None = Field(default=None, alias="metformin-pioglitazone")
-    change: Literal["No", "Ch"] | None = None
-    diabetesMed: Literal["No", "Yes"] | None = None
-
-    def record(self) -> dict[str, Any]:
-        """The fields under their published names, as the feature encoder reads them."""
-        return self.model_dump(by_alias=True)
-
-    def as_received(self) -> dict[str, Any]:
-        """The fields the caller sent (absent stays absent, null stays null), published names."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
-
-    def published_record(self) -> dict[str, Any]:
-        """`record()`, cheaply (about 4 us against 15 us an encounter for pydantic's dump)."""
-        # NOTE: every field holds a validated scalar and an unsent one its default, so the
-        # attributes in field order are exactly the dump.
-        return dict(zip(_PUBLISHED_NAMES, _ATTRIBUTE_VALUES(self.__dict__), strict=True))
-
-    def published_received(self) -> dict[str, Any]:
-        """`as_received()`, cheaply, by the same reasoning as `published_record()`."""
-        values, sent = self.__dict__, self.model_fields_set
-        return {published: values[name] for name, published in _PUBLISHED if name in sent}
-
-
-# (attribute name, published name) of every field, in field order.
-_PUBLISHED: tuple[tuple[str, str], ...] = tuple(
-    (name, field.alias or name) for name, field in Encounter.model_fields.items()
+# NOTE: a TypedDict under the published names, not a model with aliases: pydantic's JSON mode
+# silently drops a key that is an aliased field's Python name ("glyburide_metformin"), where
+# this refuses it as an unknown field like any other. The validated dict is at once the fields
+# as received (absent stays absent) and the encoder's record (absent reads as missing), with no
+# model object or copy per encounter.
+Encounter = TypedDict(
+    "Encounter",
+    {
+        "encounter_id": Required[
+            Annotated[
+                str,
+                StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN),
+                Field(
+                    description=(
+                        "The EHR's id for the encounter (no control characters); also the "
+                        "idempotency key of the review queue."
+                    )
+                ),
+            ]
+        ],
+        "patient_nbr": Annotated[int | None, Field(ge=0, le=2**63 - 1, strict=True)],
+        "race": Literal["AfricanAmerican", "Asian", "Caucasian", "Hispanic", "Other"] | None,
+        "gender": Literal["Female", "Male", "Unknown/Invalid"] | None,
+        "age": Age | None,
+        "weight": (
+            Literal[
+                "[0-25)",
+                "[25-50)",
+                "[50-75)",
+                "[75-100)",
+                "[100-125)",
+                "[125-150)",
+                "[150-175)",
+                "[175-200)",
+                ">200",
+            ]
+            | None
+        ),
+        "admission_type_id": Annotated[int | None, Field(ge=1, le=8, strict=True)],
+        "discharge_disposition_id": Annotated[
+            int | None, Field(ge=1, le=30, strict=True), AfterValidator(_not_death_or_hospice)
+        ],
+        "admission_source_id": Annotated[int | None, Field(ge=1, le=26, strict=True)],
+        "time_in_hospital": Annotated[int | None, Field(ge=1, le=365, strict=True)],
+        "payer_code": Text | None,
+        "medical_specialty": Text | None,
+        "num_lab_procedures": Annotated[int | None, Field(ge=0, le=1000, strict=True)],
+        "num_procedures": Annotated[int | None, Field(ge=0, le=100, strict=True)],
+        "num_medications": Annotated[int | None, Field(ge=0, le=500, strict=True)],
+        "number_outpatient": Annotated[int | None, Field(ge=0, le=1000, strict=True)],
+        "number_emergency": Annotated[int | None, Field(ge=0, le=1000, strict=True)],
+        "number_inpatient": Annotated[int | None, Field(ge=0, le=1000, strict=True)],
+        "diag_1": Icd9 | None,
+        "diag_2": Icd9 | None,
+        "diag_3": Icd9 | None,
+        "number_diagnoses": Annotated[int | None, Field(ge=0, le=100, strict=True)],
+        "max_glu_serum": Literal["None", "Norm", ">200", ">300"] | None,
+        "A1Cresult": Literal["None", "Norm", ">7", ">8"] | None,
+        "metformin": Med | None,
+        "repaglinide": Med | None,
+        "nateglinide": Med | None,
+        "chlorpropamide": Med | None,
+        "glimepiride": Med | None,
+        "acetohexamide": Med | None,
+        "glipizide": Med | None,
+        "glyburide": Med | None,
+        "tolbutamide": Med | None,
+        "pioglitazone": Med | None,
+        "rosiglitazone": Med | None,
+        "acarbose": Med | None,
+        "miglitol": Med | None,
+        "troglitazone": Med | None,
+        "tolazamide": Med | None,
+        "examide": Med | None,
+        "citoglipton": Med | None,
+        "insulin": Med | None,
+        "glyburide-metformin": Med | None,
+        "glipizide-metformin": Med | None,
+        "glimepiride-pioglitazone": Med | None,
+        "metformin-rosiglitazone": Med | None,
+        "metformin-pioglitazone": Med | None,
+        "change": Literal["No", "Ch"] | None,
+        "diabetesMed": Literal["No", "Yes"] | None,
+    },
+    total=False,
 )
-_PUBLISHED_NAMES: tuple[str, ...] = tuple(published for _, published in _PUBLISHED)
-_ATTRIBUTE_VALUES = itemgetter(*(name for name, _ in _PUBLISHED))
+Encounter.__doc__ = (
+    "One inpatient encounter in the published column layout, plus the EHR's encounter id."
+)
+with_config(ConfigDict(extra="forbid", str_strip_whitespace=True))(Encounter)
 
 
 class PredictionOut(BaseModel):
@@ -160,12 +147,11 @@ class PredictionOut(BaseModel):
     review_item_id: int | None = Field(description="The review-queue item; null when not flagged.")
 
 
-class BatchIn(BaseModel):
+@with_config(ConfigDict(extra="forbid"))
+class BatchIn(TypedDict):
     """Several encounters scored together; one invalid encounter fails the whole batch."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    encounters: list[Encounter] = Field(min_length=1)
+    encounters: Annotated[list[Encounter], Field(min_length=1)]
 
 
 class BatchOut(BaseModel):

@@ -10,7 +10,7 @@ fsync on SQLite) serves many requests. Each request still waits for its own comm
 """
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -34,12 +34,11 @@ class Submitter(Protocol):
 
 @dataclass(frozen=True)
 class Incoming:
-    """One encounter to score: its id, the encoder's record and the fields as received."""
+    """One encounter to score: its id and its fields as received (also the encoder's record:
+    an absent field reads as missing). Stored with the review item when flagged."""
 
     encounter_id: str
-    record: dict[str, Any]
-    # NOTE: a callable, as only flagged cases (about one in ten) store what was received.
-    as_received: Callable[[], dict[str, Any]]
+    as_received: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,10 @@ class Intake:
             raise BadRequestError(
                 f"n_samples: must be between {self.min_n_samples} and {self.max_n_samples}"
             )
-        requests = [ScoringRequest(record=e.record, n_samples=n, seed=seed) for e in encounters]
+        requests = [ScoringRequest(e.as_received, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
         flagged = [
-            FlaggedCase(e.encounter_id, e.as_received(), p, actor)
+            FlaggedCase(e.encounter_id, e.as_received, p, actor)
             for e, p in zip(encounters, predictions, strict=True)
             if p.flagged
         ]

@@ -3,10 +3,12 @@
 import json
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from app.api.schemas import Encounter
 from app.features.icd9 import is_valid_icd9
+
+ENCOUNTER = TypeAdapter(Encounter)
 
 pytestmark = pytest.mark.data
 
@@ -19,7 +21,7 @@ def test_the_api_takes_exactly_the_diagnosis_codes_the_encoder_reads(encounters)
     for code in sorted(codes) + odd:
         body = json.dumps({"encounter_id": "x", "diag_1": code})
         try:
-            accepted = Encounter.model_validate_json(body).diag_1
+            accepted = ENCOUNTER.validate_json(body).get("diag_1")
         except ValidationError:
             accepted = None
         expected = code.strip() if is_valid_icd9(code.strip()) else None

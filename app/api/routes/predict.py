@@ -58,7 +58,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 _PARAMETERS = {"parameters": _query_parameters(Sampling)}
 # Bodies read by `json_body`, for the OpenAPI document (see `app.api.body`).
-BODY_MODELS = (Encounter, BatchIn)
+BODY_TYPES = (Encounter, BatchIn)
 
 
 _DEFAULT_SAMPLING = Sampling()
@@ -74,9 +74,9 @@ def _sampling(request: Request) -> Sampling:
 
 
 def _incoming(encounter: Encounter) -> Incoming:
-    return Incoming(
-        encounter.encounter_id, encounter.published_record(), encounter.published_received
-    )
+    # NOTE: the validated dict holds exactly what was sent; the encoder reads an absent
+    # field as missing, so the same dict serves as the record.
+    return Incoming(encounter["encounter_id"], encounter)
 
 
 def _out(scored: Scored) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def _out(scored: Scored) -> dict[str, Any]:
     }
 
 
-def _scoring_route(path: str, answer: type[BaseModel], body: type[BaseModel]) -> Any:
+def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
     """`router.post` for a scoring route: its answer, query parameters and body documented."""
     extra = {**_PARAMETERS, **documented_body(body)}
     return router.post(path, response_model=answer, openapi_extra=extra)
@@ -130,10 +130,10 @@ async def predict_batch(request: Request) -> Response:
     principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
     batch = await json_body(request, BatchIn)
     settings: Settings = request.app.state.settings
-    if len(batch.encounters) > settings.max_batch_encounters:
+    encounters = batch["encounters"]
+    if len(encounters) > settings.max_batch_encounters:
         raise BadRequestError(
-            f"encounters: at most {settings.max_batch_encounters} per batch, "
-            f"got {len(batch.encounters)}"
+            f"encounters: at most {settings.max_batch_encounters} per batch, got {len(encounters)}"
         )
-    scored = await _score(request, principal, batch.encounters)
+    scored = await _score(request, principal, encounters)
     return json_response({"predictions": [_out(s) for s in scored]})
