@@ -13,7 +13,9 @@ from app.inference import BayesianMLP
 from app.inference.guard import (
     GUARD_COLUMNS,
     NOVELTY_REASON,
+    OOD_PREFIX,
     DomainGuard,
+    GuardResult,
     fit_std_threshold,
     referral_score,
 )
@@ -177,3 +179,12 @@ def test_predictor_and_metrics_carry_the_guard_reasons(fitted: dict[str, Any]) -
         count("triage_flag_reasons_total", labels | {"reason": "out_of_distribution:feature"}) == 1
     )
     assert count("triage_novelty_score_count", labels) == 2
+
+
+def test_reasons_list_flagged_columns_in_order_and_novelty_last() -> None:
+    flags = np.zeros((4, len(GUARD_COLUMNS)), dtype=bool)
+    flags[1, [0, 3]] = True
+    flags[3, 2] = True
+    result = GuardResult(flags, np.array([0.5, 0.5, 9.0, 9.0]), 1.0)
+    first, fourth, third = (OOD_PREFIX + GUARD_COLUMNS[j] for j in (0, 3, 2))
+    assert result.reasons() == [[], [first, fourth], [NOVELTY_REASON], [third, NOVELTY_REASON]]
