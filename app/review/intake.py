@@ -11,8 +11,7 @@ fsync on SQLite) serves many requests. Each request still waits for its own comm
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
@@ -32,8 +31,7 @@ class Submitter(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Incoming:
+class Incoming(NamedTuple):
     """One encounter to score: its id and its fields as received (also the encoder's record:
     an absent field reads as missing). Stored with the review item when flagged."""
 
@@ -41,8 +39,7 @@ class Incoming:
     as_received: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Scored:
+class Scored(NamedTuple):
     """One answer: the prediction and, when flagged, its review item."""
 
     encounter_id: str
