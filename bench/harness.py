@@ -187,6 +187,23 @@ class Process:
             time.sleep(0.2)
         raise RuntimeError(f"server not ready after {timeout_s} s:\n{self.log()}")
 
+    def connections_per_worker(self) -> list[int]:
+        """Established client connections each serving process holds now (Linux `/proc`).
+
+        With several workers, uvicorn's first worker to wake accepts every waiting connection,
+        so a few connections opened together can all land on one worker.
+        """
+        pid = self.popen.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        pids = [int(c) for c in children.read_text().split()] if children.exists() else []
+        listening, established = _socket_inodes(self.port, "0A"), _socket_inodes(self.port, "01")
+        counts = []
+        for worker in pids or [pid]:
+            inodes = _process_socket_inodes(worker)
+            if inodes & listening:  # NOTE: a serving process, not a helper such as a tracker
+                counts.append(len(inodes & established))
+        return sorted(counts)
+
     def terminate(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, wait for a graceful exit (SIGKILL after `timeout_s`); return the code."""
         if self.popen.poll() is None:
@@ -239,6 +256,31 @@ def triage_serve(
         if ready:
             proc.wait_ready()
         yield proc
+
+
+def _socket_inodes(port: int, state: str) -> set[int]:
+    """Inodes of TCP sockets on local `port` in `state` (kernel hex code: 01 established,
+    0A listening)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(int(fields[9]))
+    return inodes
+
+
+def _process_socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+    return inodes
 
 
 def published_rows(path: Path, n: int, *, skip: int = 0) -> list[dict[str, Any]]:

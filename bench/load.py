@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class Result:
     duplicates: int = 0
     unanswered: set[str] = field(default_factory=set)
     per_request: int = 1
+    connections: list[int] = field(default_factory=list)  # per serving process, mid-run
 
     @property
     def rate(self) -> float:
@@ -391,7 +393,15 @@ def measure_service(
             f"(80% of {saturated.rate:.0f}), achieved {paced.rate:.0f} req/s",
             flush=True,
         )
+        # NOTE: with two workers, where the two batch connections land decides the rate (see
+        # `Process.connections_per_worker`), so the report says how they were spread.
+        spread: list[list[int]] = []
+        probe = threading.Timer(load.duration_s / 2, lambda: spread.append(
+            server.connections_per_worker()))  # fmt: skip
+        probe.start()
         batch = load.closed(base, key, f"{tag}batch", batch=True)
+        probe.join()
+        batch.connections = spread[0] if spread else []
         phases = [("predict", saturated), ("predict@80%", paced), ("batch", batch)]
         if load.low_n:
             query = f"?n_samples={load.low_n}"
@@ -428,9 +438,10 @@ def report(load: Load, ceilings: dict[int, Ceilings]) -> None:
         ceiling = ceilings[int(server.rsplit("w", 1)[1])]
         index, unit = (1, "enc/s") if phase == "batch" else (0, "req/s")
         bare, plain = _rate(ceiling.fastapi[index]), _rate(ceiling.plain[index])
+        spread = f"  connections per worker {result.connections}" if result.connections else ""
         print(f"{server:<16}{phase:<13}{_rate(result):>10.0f} {unit}{result.p50_ms:>9.1f}"
               f"{result.p99_ms:>9.1f}{_rate(result) / bare:>9.2f}"
-              f"{_rate(result) / plain:>9.2f}")  # fmt: skip
+              f"{_rate(result) / plain:>9.2f}{spread}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
