@@ -130,11 +130,7 @@ class MicroBatcher(Generic[T, R]):
                     await self._wakeup.wait()
                     continue
                 await slots.acquire()  # NOTE: collect only once a batch can start at once
-                batch = await self._collect()
-                if self._max_in_flight == 1:
-                    await execute(batch)
-                    continue
-                task = asyncio.create_task(execute(batch))
+                task = asyncio.create_task(execute(await self._collect()))
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
