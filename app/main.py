@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import torch
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -20,10 +19,9 @@ from app.api.routes import health, metrics, predict, review_page, review_queue
 from app.auth.cache import KeyCache
 from app.core.config import Settings
 from app.db.session import Database
-from app.inference import MCDropoutEngine
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.inference.repository import load_model
+from app.inference.scoring_process import ScoringProcess, ScoringProcessError
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.review.intake import Intake
 from app.web.render import STATIC_DIR
@@ -36,25 +34,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the model (checksum verified), open the database, run the batcher; undo on exit."""
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
-    if settings.inference.threads is not None:
-        torch.set_num_threads(settings.inference.threads)
-    loaded = load_model(settings.resolved_model_dir())
-    mc = loaded.card.get("mc", {})
-    engine = MCDropoutEngine(
-        loaded.model, device=settings.inference.device, default_seed=int(mc.get("seed", 0))
+    inference = settings.inference
+    predictor = Predictor.load(
+        settings.resolved_model_dir(),
+        device=inference.device,
+        default_n_samples=inference.n_samples,
+        threads=inference.threads,
     )
-    predictor = Predictor(loaded, engine, default_n_samples=settings.inference.n_samples)
-    # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise behaviour,
-    # which tests prove on the build machine; re-check it on the host that actually serves.
-    invariant = await anyio.to_thread.run_sync(
-        lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
-    )
+    scoring = None
+    if inference.scoring_process:
+        scoring = await _start_scoring_process(settings, predictor)
+        assert scoring.hello is not None
+        invariant, device = scoring.hello.invariant, scoring.hello.device
+    else:
+        # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise
+        # behaviour, which tests prove on the build machine; re-check it on the serving host.
+        engine = predictor.engine
+        invariant = await anyio.to_thread.run_sync(
+            lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
+        )
+        device = str(getattr(engine, "device", inference.device))
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
-    batcher = _batcher(settings, predictor, metrics)
+    batcher = _batcher(settings, predictor, metrics, scoring)
     await batcher.start()
     metrics.set_model(
         version=predictor.model_version,
@@ -64,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.predictor = predictor
     app.state.database = database
     app.state.batcher = batcher
+    app.state.scoring_process = scoring
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
     app.state.intake = Intake(
         predictor=predictor,
@@ -77,7 +83,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.intake.start()
     log.info(
         "model loaded",
-        extra={"model_version": predictor.model_version, "device": str(engine.device)},
+        extra={
+            "model_version": predictor.model_version,
+            "device": device,
+            "scoring_process": scoring is not None,
+        },
     )
     # NOTE: a full collection walks every object the model, torch and SQLAlchemy left behind
     # (130 ms here) and under load ran often enough to be the p99 of /predict. Frozen objects
@@ -90,13 +100,40 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await batcher.stop()
         await app.state.intake.stop()
+        if scoring is not None:
+            await scoring.stop()
         database.dispose()
-        for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
+        for name in (
+            "intake",
+            "batcher",
+            "predictor",
+            "scoring_process",
+            "database",
+            "queue_collector",
+        ):
             setattr(app.state, name, None)
 
 
+async def _start_scoring_process(settings: Settings, predictor: Predictor) -> ScoringProcess:
+    """The scoring child, started, with the same model as `predictor`."""
+    scoring = ScoringProcess(
+        settings.resolved_model_dir(),
+        device=settings.inference.device,
+        default_n_samples=settings.inference.n_samples,
+        threads=settings.inference.threads,
+        log_level=settings.log_level,
+    )
+    hello = await scoring.start()
+    if hello.model_version != predictor.model_version:
+        await scoring.stop()
+        raise ScoringProcessError(
+            f"the scoring process loaded model {hello.model_version}, not {predictor.model_version}"
+        )
+    return scoring
+
+
 def _batcher(
-    settings: Settings, predictor: Predictor, metrics: Metrics
+    settings: Settings, predictor: Predictor, metrics: Metrics, scoring: ScoringProcess | None
 ) -> MicroBatcher[ScoringRequest, Prediction]:
     version = predictor.model_version
     holder: list[MicroBatcher[ScoringRequest, Prediction]] = []
@@ -106,6 +143,14 @@ def _batcher(
         metrics.queue_depth.labels(version).set(holder[0].queue_depth)
 
     inference = settings.inference
+    run, in_flight = None, 1
+    if scoring is not None:
+        # NOTE: batches above `inline_max_items` go to the child instead of a thread; with two
+        # in flight the child starts the next one while the loop reads the last one's answer.
+        async def run(_: object, items: list[ScoringRequest]) -> list[Prediction]:
+            return await scoring.predict(items)
+
+        in_flight = 2
     batcher: MicroBatcher[ScoringRequest, Prediction] = MicroBatcher(
         predictor.predict,
         max_batch_size=inference.max_batch_size,
@@ -113,6 +158,8 @@ def _batcher(
         max_queue_size=inference.max_queue_size,
         inline_max_items=inference.inline_max_items,
         on_batch=on_batch,
+        run=run,
+        max_in_flight=in_flight,
     )
     holder.append(batcher)
     return batcher

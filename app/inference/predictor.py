@@ -6,6 +6,7 @@ calibration, the flag rule and the reasons are applied in exactly one place.
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
@@ -13,8 +14,9 @@ import torch
 
 from app.features.encoder import columns_from_records
 from app.inference.calibration import calibrate
+from app.inference.engine import MCDropoutEngine
 from app.inference.guard import DomainGuard
-from app.inference.repository import LoadedModel
+from app.inference.repository import LoadedModel, load_model
 
 HIGH_UNCERTAINTY: Final = "high_uncertainty"
 
@@ -24,6 +26,10 @@ class Engine(Protocol):
 
     def predict(self, x: torch.Tensor, *, n_samples: int, seed: int | None = None) -> Any:
         """Score `x` with `n_samples` dropout masks drawn from `seed`."""
+        ...
+
+    def check_batch_invariance(self, *, n_samples: int = 64, seed: int = 0) -> bool:
+        """Whether an encounter gets the same bits alone and in any batch on this host."""
         ...
 
 
@@ -88,6 +94,23 @@ class Predictor:
         self.guard = DomainGuard.from_dict(guard, loaded.model) if guard else None
         if not math.isfinite(self.threshold) or self.threshold < 0:
             raise ValueError(f"model card threshold {self.threshold!r} is not a finite std")
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        *,
+        device: str,
+        default_n_samples: int | None = None,
+        threads: int | None = None,
+    ) -> "Predictor":
+        """The model in `model_dir` (checksums verified) on an `MCDropoutEngine` on `device`."""
+        if threads is not None:
+            torch.set_num_threads(threads)
+        loaded = load_model(model_dir)
+        seed = int(loaded.card.get("mc", {}).get("seed", 0))
+        engine = MCDropoutEngine(loaded.model, device=device, default_seed=seed)
+        return cls(loaded, engine, default_n_samples=default_n_samples)
 
     def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in order; each (n_samples, seed) group is one engine call."""

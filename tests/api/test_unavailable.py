@@ -1,5 +1,7 @@
-"""Database down: a flagged case is never answered 200 unless it was stored."""
+"""Dependencies down: a flagged case is never answered 200 unless it was stored; the scoring
+process gone is a 503 until it is back."""
 
+import asyncio
 import socket
 from typing import Any
 
@@ -58,5 +60,32 @@ async def test_ready_when_model_and_database_are_up(client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {
-        "model_loaded": True, "model_version": "test-0.1", "database": True, "status": "ready",
+        "model_loaded": True, "model_version": "test-0.1", "scoring_process": True,
+        "database": True, "status": "ready",
     }  # fmt: skip
+
+
+async def test_scoring_process_down_is_503_not_ready_and_recovers(
+    app, client, keys, encounters, settings
+) -> None:
+    big = {"encounters": encounters[: settings.inference.inline_max_items + 1]}
+    scoring = app.state.scoring_process
+    scoring._child.kill()
+    await scoring._child.wait()
+    while scoring.alive:  # NOTE: until the answer reader has seen the pipe close
+        await asyncio.sleep(0.01)
+    down = await client.post("/predict/batch", json=big, headers=keys["ehr"])
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert "scoring process" in down.json()["detail"]
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["scoring_process"] is False
+    # Small batches are scored by the serving process itself and are still answered.
+    assert (
+        await client.post("/predict", json=encounters[0], headers=keys["ehr"])
+    ).status_code == 200
+    for _ in range(600):
+        if (await client.get("/readyz")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    back = await client.post("/predict/batch", json=big, headers=keys["ehr"])
+    assert back.status_code == 200 and len(back.json()["predictions"]) == len(big["encounters"])

@@ -1,0 +1,111 @@
+"""The scoring child process: the in-process predictor's answers, 503 while down, restart."""
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core.errors import UnavailableError
+from app.inference.predictor import Predictor, ScoringRequest
+from app.inference.repository import WEIGHTS_FILE
+from app.inference.scoring_process import ScoringProcess, ScoringProcessError
+
+pytestmark = pytest.mark.data
+
+
+def _process(model_dir: Path) -> ScoringProcess:
+    return ScoringProcess(model_dir, device="cpu", default_n_samples=None, threads=1)
+
+
+def _requests(encounters: list[dict[str, Any]]) -> list[ScoringRequest]:
+    # NOTE: three (n_samples, seed) groups interleaved, so order and grouping both matter.
+    kinds = [(64, None), (32, 5), (64, 11)]
+    return [ScoringRequest(e, *kinds[i % 3]) for i, e in enumerate(encounters)]
+
+
+async def _wait_until(condition: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_answers_are_the_in_process_predictors_bit_for_bit(
+    model_dir: Path, encounters: list[dict[str, Any]]
+) -> None:
+    requests = _requests(encounters[:300])
+    expected = Predictor.load(model_dir, device="cpu", threads=1).predict(requests)
+    scoring = _process(model_dir)
+    hello = await scoring.start()
+    try:
+        assert hello.model_version == "test-0.1" and hello.device == "cpu" and hello.invariant
+        # NOTE: several calls in flight at once come back to their own callers.
+        answers = await asyncio.gather(
+            scoring.predict(requests[:7]), scoring.predict(requests[7:]), scoring.predict([])
+        )
+    finally:
+        await scoring.stop()
+    assert answers[0] + answers[1] == expected
+    assert answers[2] == []
+    assert any(p.flagged for p in expected) and not all(p.flagged for p in expected)
+    assert all(isinstance(p.reasons, tuple) for p in answers[1])
+
+
+async def test_a_killed_child_answers_503_then_comes_back_by_itself(
+    model_dir: Path, encounters: list[dict[str, Any]]
+) -> None:
+    requests = _requests(encounters[:20])
+    scoring = _process(model_dir)
+    await scoring.start()
+    try:
+        first = await scoring.predict(requests)
+        child = scoring._child
+        assert child is not None
+        child.kill()
+        with pytest.raises(UnavailableError, match="retry shortly"):
+            # NOTE: in flight when the child dies, or sent just after: a 503 either way.
+            await scoring.predict(requests)
+        await _wait_until(lambda: scoring.alive)
+        assert scoring._child is not child
+        assert await scoring.predict(requests) == first
+    finally:
+        await scoring.stop()
+
+
+async def test_the_child_leaves_signals_to_the_serving_process(
+    model_dir: Path, encounters: list[dict[str, Any]]
+) -> None:
+    requests = _requests(encounters[:10])
+    scoring = _process(model_dir)
+    await scoring.start()
+    try:
+        child = scoring._child
+        assert child is not None
+        for number in (signal.SIGINT, signal.SIGTERM):
+            os.kill(child.pid, number)  # NOTE: Ctrl+C reaches the whole process group
+        await asyncio.sleep(0.3)
+        assert child.returncode is None
+        assert len(await scoring.predict(requests)) == 10
+    finally:
+        await scoring.stop()
+    assert child.returncode == 0, "the child exits cleanly when its input closes"
+    assert not scoring.alive
+    with pytest.raises(UnavailableError):
+        await scoring.predict(requests)
+
+
+async def test_a_child_that_cannot_load_the_model_stops_start_up(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    damaged = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    weights = damaged / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ScoringProcessError, match="checksum mismatch"):
+        await _process(damaged).start()
