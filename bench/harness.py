@@ -198,11 +198,13 @@ class Process:
         pids = [int(c) for c in children.read_text().split()] if children.exists() else []
         listening, established = _socket_inodes(self.port, "0A"), _socket_inodes(self.port, "01")
         counts = []
-        for worker in pids or [pid]:
+        for worker in pids:
             inodes = _process_socket_inodes(worker)
-            if inodes & listening:  # NOTE: a serving process, not a helper such as a tracker
+            # NOTE: a worker, not a helper such as a tracker or a one-worker server's scoring
+            # process.
+            if inodes & listening:
                 counts.append(len(inodes & established))
-        return sorted(counts)
+        return sorted(counts) or [len(_process_socket_inodes(pid) & established)]
 
     def terminate(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, wait for a graceful exit (SIGKILL after `timeout_s`); return the code."""
