@@ -122,6 +122,7 @@ async def _start_scoring_process(settings: Settings, predictor: Predictor) -> Sc
         default_n_samples=settings.inference.n_samples,
         threads=settings.inference.threads,
         log_level=settings.log_level,
+        answer_timeout_s=settings.inference.scoring_timeout_s,
     )
     hello = await scoring.start()
     if hello.model_version != predictor.model_version:

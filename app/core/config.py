@@ -37,6 +37,9 @@ class InferenceSettings(BaseModel):
     encounters/s against 17,744 and 18,718 on a thread; single encounters, scored on the loop
     either way, 3,380 against 3,353 requests/s. The child is restarted when it dies; batches
     it would score get 503 meanwhile."""
+    scoring_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Longest the scoring process may take to answer one batch; past it the child is taken
+    for hung, ended and started again, and the requests it held get 503."""
     inline_max_items: int = Field(default=64, ge=0, le=65536)
     """In-process scoring only (`scoring_process` off): batches of at most this many
     encounters are scored on the event loop, larger ones on a worker thread; 0 sends every

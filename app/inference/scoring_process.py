@@ -66,6 +66,7 @@ class ScoringProcess:
         threads: int | None,
         log_level: str = "INFO",
         start_timeout_s: float = 300.0,
+        answer_timeout_s: float = 60.0,
     ) -> None:
         self._command = [sys.executable, "-m", _MODULE, str(model_dir), "--device", device]
         if default_n_samples is not None:
@@ -74,6 +75,7 @@ class ScoringProcess:
             self._command += ["--threads", str(threads)]
         self._command += ["--log-level", log_level]
         self._start_timeout_s = start_timeout_s
+        self._answer_timeout_s = answer_timeout_s
         self._child: asyncio.subprocess.Process | None = None
         self._pending: deque[asyncio.Future[Any]] = deque()
         self._reader: asyncio.Task[None] | None = None
@@ -110,19 +112,29 @@ class ScoringProcess:
 
     async def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in the child, in order (503 while the child is down)."""
-        if not self._answering or self._child is None or self._child.stdin is None:
+        child = self._child
+        if not self._answering or child is None or child.stdin is None:
             raise UnavailableError("the scoring process is restarting; retry shortly")
         message = [[r.record, r.n_samples, r.seed] for r in requests]
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         body = to_json(message)
         # NOTE: the frame is written in one call and its future queued with it, so answers
         # (which come back in order) always meet their own request.
-        self._child.stdin.write(_LENGTH.pack(len(body)) + body)
+        child.stdin.write(_LENGTH.pack(len(body)) + body)
         self._pending.append(answer)
         # NOTE: a child gone mid-write: its reader fails every pending answer with a 503.
         with contextlib.suppress(ConnectionError):
-            await self._child.stdin.drain()
-        rows = await answer
+            await child.stdin.drain()
+        try:
+            timeout = self._answer_timeout_s
+            rows = await asyncio.wait_for(asyncio.shield(answer), timeout)
+        except TimeoutError:
+            # NOTE: a hung child is ended like a dead one: its reader fails what it was sent
+            # (503) and a new child starts.
+            log.error("no answer in %s s from the scoring process; ending it", timeout)
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            rows = await answer
         if isinstance(rows, dict):
             raise ScoringProcessError(f"the scoring process failed: {rows.get('error')}")
         return [_prediction(row) for row in rows]

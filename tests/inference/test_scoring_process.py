@@ -18,8 +18,8 @@ from app.inference.scoring_process import ScoringProcess, ScoringProcessError
 pytestmark = pytest.mark.data
 
 
-def _process(model_dir: Path) -> ScoringProcess:
-    return ScoringProcess(model_dir, device="cpu", default_n_samples=None, threads=1)
+def _process(model_dir: Path, **options: Any) -> ScoringProcess:
+    return ScoringProcess(model_dir, device="cpu", default_n_samples=None, threads=1, **options)
 
 
 def _requests(encounters: list[dict[str, Any]]) -> list[ScoringRequest]:
@@ -73,6 +73,27 @@ async def test_a_killed_child_answers_503_then_comes_back_by_itself(
         await _wait_until(lambda: scoring.alive)
         assert scoring._child is not child
         assert await scoring.predict(requests) == first
+    finally:
+        await scoring.stop()
+
+
+async def test_a_hung_child_is_ended_after_the_timeout_and_replaced(
+    model_dir: Path, encounters: list[dict[str, Any]]
+) -> None:
+    requests = _requests(encounters[:10])
+    scoring = _process(model_dir, answer_timeout_s=1.0)
+    await scoring.start()
+    try:
+        child = scoring._child
+        assert child is not None
+        os.kill(child.pid, signal.SIGSTOP)  # NOTE: alive but never answering
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="retry shortly"):
+            await scoring.predict(requests)
+        assert 1.0 <= time.monotonic() - started < 10
+        assert await child.wait() == -signal.SIGKILL
+        await _wait_until(lambda: scoring.alive)
+        assert len(await scoring.predict(requests)) == 10
     finally:
         await scoring.stop()
 
