@@ -41,19 +41,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default_n_samples=inference.n_samples,
         threads=inference.threads,
     )
+    # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise behaviour,
+    # which tests prove on the build machine; re-check it on the serving host, in both
+    # processes that score (small batches here, large ones in the scoring process).
+    engine = predictor.engine
+    invariant = await anyio.to_thread.run_sync(
+        lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
+    )
     scoring = None
     if inference.scoring_process:
         scoring = await _start_scoring_process(settings, predictor)
-        assert scoring.hello is not None
-        invariant, device = scoring.hello.invariant, scoring.hello.device
-    else:
-        # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise
-        # behaviour, which tests prove on the build machine; re-check it on the serving host.
-        engine = predictor.engine
-        invariant = await anyio.to_thread.run_sync(
-            lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
-        )
-        device = str(getattr(engine, "device", inference.device))
+        invariant = invariant and scoring.hello is not None and scoring.hello.invariant
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
@@ -85,7 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "model loaded",
         extra={
             "model_version": predictor.model_version,
-            "device": device,
+            "device": str(getattr(engine, "device", inference.device)),
             "scoring_process": scoring is not None,
         },
     )
