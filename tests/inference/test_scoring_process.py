@@ -1,10 +1,12 @@
 """The scoring child process: the in-process predictor's answers, 503 while down, restart."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,18 @@ pytestmark = pytest.mark.data
 
 def _process(model_dir: Path, **options: Any) -> ScoringProcess:
     return ScoringProcess(model_dir, device="cpu", default_n_samples=None, threads=1, **options)
+
+
+@contextlib.asynccontextmanager
+async def _running(model_dir: Path, **options: Any) -> AsyncIterator[tuple[ScoringProcess, Any]]:
+    """A started scoring process and its first child; stopped at the end."""
+    scoring = _process(model_dir, **options)
+    await scoring.start()
+    try:
+        assert scoring._child is not None
+        yield scoring, scoring._child
+    finally:
+        await scoring.stop()
 
 
 def _requests(encounters: list[dict[str, Any]]) -> list[ScoringRequest]:
@@ -60,12 +74,8 @@ async def test_a_killed_child_answers_503_then_comes_back_by_itself(
     model_dir: Path, encounters: list[dict[str, Any]]
 ) -> None:
     requests = _requests(encounters[:20])
-    scoring = _process(model_dir)
-    await scoring.start()
-    try:
+    async with _running(model_dir) as (scoring, child):
         first = await scoring.predict(requests)
-        child = scoring._child
-        assert child is not None
         child.kill()
         with pytest.raises(UnavailableError, match="retry shortly"):
             # NOTE: in flight when the child dies, or sent just after: a 503 either way.
@@ -73,19 +83,13 @@ async def test_a_killed_child_answers_503_then_comes_back_by_itself(
         await _wait_until(lambda: scoring.alive)
         assert scoring._child is not child
         assert await scoring.predict(requests) == first
-    finally:
-        await scoring.stop()
 
 
 async def test_a_hung_child_is_ended_after_the_timeout_and_replaced(
     model_dir: Path, encounters: list[dict[str, Any]]
 ) -> None:
     requests = _requests(encounters[:10])
-    scoring = _process(model_dir, answer_timeout_s=1.0)
-    await scoring.start()
-    try:
-        child = scoring._child
-        assert child is not None
+    async with _running(model_dir, answer_timeout_s=1.0) as (scoring, child):
         os.kill(child.pid, signal.SIGSTOP)  # NOTE: alive but never answering
         started = time.monotonic()
         with pytest.raises(UnavailableError, match="retry shortly"):
@@ -94,26 +98,18 @@ async def test_a_hung_child_is_ended_after_the_timeout_and_replaced(
         assert await child.wait() == -signal.SIGKILL
         await _wait_until(lambda: scoring.alive)
         assert len(await scoring.predict(requests)) == 10
-    finally:
-        await scoring.stop()
 
 
 async def test_the_child_leaves_signals_to_the_serving_process(
     model_dir: Path, encounters: list[dict[str, Any]]
 ) -> None:
     requests = _requests(encounters[:10])
-    scoring = _process(model_dir)
-    await scoring.start()
-    try:
-        child = scoring._child
-        assert child is not None
+    async with _running(model_dir) as (scoring, child):
         for number in (signal.SIGINT, signal.SIGTERM):
             os.kill(child.pid, number)  # NOTE: Ctrl+C reaches the whole process group
         await asyncio.sleep(0.3)
         assert child.returncode is None
         assert len(await scoring.predict(requests)) == 10
-    finally:
-        await scoring.stop()
     assert child.returncode == 0, "the child exits cleanly when its input closes"
     assert not scoring.alive
     with pytest.raises(UnavailableError):
