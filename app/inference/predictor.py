@@ -114,20 +114,17 @@ class Predictor:
 
     def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in order; each (n_samples, seed) group is one engine call."""
-        groups: dict[tuple[int, int | None], list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault((request.n_samples, request.seed), []).append(index)
-        out: list[Prediction | None] = [None] * len(requests)
-        for (n_samples, seed), indices in groups.items():
-            records = [requests[i].record for i in indices]
-            for i, prediction in zip(indices, self._score(records, n_samples, seed), strict=True):
-                out[i] = prediction
-        return [p for p in out if p is not None]
+        groups = group_requests(requests)
+        scored = [
+            self.score_columns(group.columns, len(group.indices), group.n_samples, group.seed)
+            for group in groups
+        ]
+        return in_request_order(len(requests), groups, scored)
 
-    def _score(
-        self, records: Sequence[Mapping[str, Any]], n_samples: int, seed: int | None
+    def score_columns(
+        self, columns: Mapping[str, Sequence[Any]], rows: int, n_samples: int, seed: int | None
     ) -> list[Prediction]:
-        columns = columns_from_records(records)
+        """Score `rows` encounters given as the encoder's columns, with one engine call."""
         x = torch.from_numpy(self.loaded.spec.encode(columns))
         result = self.engine.predict(x, n_samples=n_samples, seed=seed)
         checked = None
@@ -136,15 +133,15 @@ class Predictor:
             # its own pass over the same weights (7-11% of a scoring call).
             hidden = getattr(result, "hidden", None)
             checked = self.guard.check_columns(columns, x, hidden)
-        guard_reasons = checked.reasons() if checked is not None else [[]] * len(records)
-        mean = _per_row(result.mean, len(records))
-        std = _per_row(result.std, len(records))
+        guard_reasons = checked.reasons() if checked is not None else [[]] * rows
+        mean = _per_row(result.mean, rows)
+        std = _per_row(result.std, rows)
         probability = calibrate(mean, self.calibration)
-        se = _optional(result, "std_standard_error", len(records))
-        mi = _optional(result, "mutual_information", len(records))
+        se = _optional(result, "std_standard_error", rows)
+        mi = _optional(result, "mutual_information", rows)
         used_seed = int(result.seed) if result.seed is not None else self.default_seed
         predictions = []
-        for k in range(len(records)):
+        for k in range(rows):
             reasons = flag_reasons(
                 std=float(std[k]), threshold=self.threshold, guard_reasons=guard_reasons[k]
             )
@@ -165,6 +162,37 @@ class Predictor:
                 )
             )
         return predictions
+
+
+class RequestGroup(NamedTuple):
+    """The requests of a batch that share (n_samples, seed): one engine call."""
+
+    n_samples: int
+    seed: int | None
+    indices: list[int]  # positions in the batch
+    columns: dict[str, list[Any]]  # their records in the encoder's column layout
+
+
+def group_requests(requests: Sequence[ScoringRequest]) -> list[RequestGroup]:
+    """`requests` split by (n_samples, seed), in order of first appearance."""
+    positions: dict[tuple[int, int | None], list[int]] = {}
+    for index, request in enumerate(requests):
+        positions.setdefault((request.n_samples, request.seed), []).append(index)
+    return [
+        RequestGroup(n, seed, indices, columns_from_records(requests[i].record for i in indices))
+        for (n, seed), indices in positions.items()
+    ]
+
+
+def in_request_order(
+    n: int, groups: Sequence[RequestGroup], scored: Sequence[Sequence[Prediction]]
+) -> list[Prediction]:
+    """Each group's predictions put back at its requests' positions."""
+    out: list[Prediction | None] = [None] * n
+    for group, predictions in zip(groups, scored, strict=True):
+        for i, prediction in zip(group.indices, predictions, strict=True):
+            out[i] = prediction
+    return [p for p in out if p is not None]
 
 
 def _optional(result: Any, name: str, n: int) -> np.ndarray | None:
