@@ -33,8 +33,8 @@ class InferenceSettings(BaseModel):
     scoring_process: bool = True
     """Score batches above `inline_max_items` in a child process of each serving process (one
     per worker) instead of on a thread, which shares the interpreter lock with the event loop.
-    Measured with one worker on two cores, batches of 1,000 encounters: 22,154 and 24,156
-    encounters/s against 17,744 and 18,718 on a thread; single encounters, scored on the loop
+    Measured with one worker on two cores, batches of 1,000 encounters: 26,961 and 26,166
+    encounters/s against 18,563 and 17,058 on a thread; single encounters, scored on the loop
     either way, 3,380 against 3,353 requests/s. The child is restarted when it dies; batches
     it would score get 503 meanwhile."""
     scoring_timeout_s: float = Field(default=60.0, gt=0, le=3600)
