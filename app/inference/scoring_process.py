@@ -172,6 +172,10 @@ class ScoringProcess:
                     future.set_result(answer)
         except asyncio.IncompleteReadError:
             pass
+        except Exception:  # NOTE: not our protocol: end the child, and a new one starts
+            log.exception("the scoring process answered something unreadable; ending it")
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
         finally:
             self._answering = False
             failure = UnavailableError("the scoring process stopped; retry shortly")

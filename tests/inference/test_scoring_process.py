@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,9 +96,36 @@ async def test_a_hung_child_is_ended_after_the_timeout_and_replaced(
         with pytest.raises(UnavailableError, match="retry shortly"):
             await scoring.predict(requests)
         assert 1.0 <= time.monotonic() - started < 10
-        assert await child.wait() == -signal.SIGKILL
+        assert await asyncio.wait_for(child.wait(), 10) == -signal.SIGKILL
         await _wait_until(lambda: scoring.alive)
         assert len(await scoring.predict(requests)) == 10
+
+
+async def test_a_child_that_answers_garbage_is_ended_and_its_callers_get_503(
+    model_dir: Path, encounters: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    # NOTE: a real child that greets properly, then answers a frame that is not JSON.
+    script = (
+        "import struct, sys\n"
+        "out = sys.stdout.buffer\n"
+        'hello = b\'{"model_version": "test-0.1", "device": "cpu", "invariant": true}\'\n'
+        "out.write(struct.pack('<Q', len(hello)) + hello); out.flush()\n"
+        "sys.stdin.buffer.read(8)\n"
+        "out.write(struct.pack('<Q', 3) + b'{{{'); out.flush()\n"
+        "sys.stdin.buffer.read()\n"
+    )
+    scoring = _process(model_dir)
+    scoring._command = [sys.executable, "-c", script]
+    await scoring.start()
+    try:
+        child = scoring._child
+        assert child is not None
+        with pytest.raises(UnavailableError, match="retry shortly"):
+            await scoring.predict(_requests(encounters[:3]))
+        assert await asyncio.wait_for(child.wait(), 10) == -signal.SIGKILL
+        assert "answered something unreadable" in caplog.text
+    finally:
+        await scoring.stop()
 
 
 async def test_the_child_leaves_signals_to_the_serving_process(
