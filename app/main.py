@@ -31,7 +31,8 @@ log = logging.getLogger("triage")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model (checksum verified), open the database, run the batcher; undo on exit."""
+    """Load the model (checksum verified), start its scoring process, open the database, run
+    the batcher; undo on exit."""
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     inference = settings.inference
