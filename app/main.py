@@ -21,7 +21,7 @@ from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.inference.scoring_process import ScoringProcess, ScoringProcessError
+from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessError
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.review.intake import Intake
 from app.web.render import STATIC_DIR
@@ -51,8 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     scoring = None
     if inference.scoring_process:
-        scoring = await _start_scoring_process(settings, predictor)
-        invariant = invariant and scoring.hello is not None and scoring.hello.invariant
+        scoring, hello = await _start_scoring_process(settings, predictor)
+        invariant = invariant and hello.invariant
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
@@ -113,8 +113,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             setattr(app.state, name, None)
 
 
-async def _start_scoring_process(settings: Settings, predictor: Predictor) -> ScoringProcess:
-    """The scoring child, started, with the same model as `predictor`."""
+async def _start_scoring_process(
+    settings: Settings, predictor: Predictor
+) -> tuple[ScoringProcess, Hello]:
+    """The scoring child, started, with the same model as `predictor`, and its greeting."""
     scoring = ScoringProcess(
         settings.resolved_model_dir(),
         device=settings.inference.device,
@@ -129,7 +131,7 @@ async def _start_scoring_process(settings: Settings, predictor: Predictor) -> Sc
         raise ScoringProcessError(
             f"the scoring process loaded model {hello.model_version}, not {predictor.model_version}"
         )
-    return scoring
+    return scoring, hello
 
 
 def _batcher(
@@ -143,14 +145,9 @@ def _batcher(
         metrics.queue_depth.labels(version).set(holder[0].queue_depth)
 
     inference = settings.inference
-    run, in_flight = None, 1
-    if scoring is not None:
-        # NOTE: batches above `inline_max_items` go to the child instead of a thread; with two
-        # in flight the child starts the next one while the loop reads the last one's answer.
-        async def run(_: object, items: list[ScoringRequest]) -> list[Prediction]:
-            return await scoring.predict(items)
-
-        in_flight = 2
+    # NOTE: batches above `inline_max_items` go to the child instead of a thread; with two in
+    # flight the child starts the next one while the loop reads the last one's answer.
+    run, in_flight = (None, 1) if scoring is None else (scoring.predict, 2)
     batcher: MicroBatcher[ScoringRequest, Prediction] = MicroBatcher(
         predictor.predict,
         max_batch_size=inference.max_batch_size,

@@ -2,8 +2,8 @@
 
 Requests wait in a bounded queue; a worker task takes the oldest one, keeps adding whole
 requests until the batch holds `max_batch_size` items or `max_batch_delay_us` has passed since
-the first, then runs the synchronous `process` on a worker thread (one batch at a time) and
-hands each request its own slice of the results. A request larger than `max_batch_size` runs
+the first, then runs the synchronous `process` on a worker thread (or through `run`) and hands
+each request its own slice of the results. A request larger than `max_batch_size` runs
 as its own batch. An exception in `process` reaches every request of that batch.
 
 A batch of at most `inline_max_items` items runs on the event loop itself instead (see
@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 from app.core.errors import UnavailableError
@@ -48,7 +49,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch_delay_us: int,
         max_queue_size: int,
         on_batch: Callable[[int, float], None] | None = None,
-        run: Callable[[Callable[[list[T]], list[R]], list[T]], Awaitable[list[R]]] | None = None,
+        run: Callable[[list[T]], Awaitable[list[R]]] | None = None,
         inline_max_items: int = 0,
         max_in_flight: int = 1,
         name: str = "inference",
@@ -62,9 +63,10 @@ class MicroBatcher(Generic[T, R]):
         self._max_delay_s = max_batch_delay_us / 1e6
         self._max_queue_size = max_queue_size
         self._on_batch = on_batch
-        # NOTE: how `process` is taken off the event loop: a worker thread by default; the
-        # review-queue writer passes `Database.run`, which adds its timeout and 503 mapping.
-        self._run_process = run or _in_thread
+        # NOTE: how a batch is scored off the event loop: `process` on a worker thread by
+        # default; the review-queue writer runs it through `Database.run` (its timeout and 503
+        # mapping), and the scoring process replaces it with its own async call.
+        self._run_off_loop = run or partial(_in_thread, process)
         self._inline_max_items = inline_max_items
         self._max_in_flight = max_in_flight
         self._name = name
@@ -174,7 +176,7 @@ class MicroBatcher(Generic[T, R]):
             if len(items) <= self._inline_max_items:
                 results = self._process(items)
             else:
-                results = await self._run_process(self._process, items)
+                results = await self._run_off_loop(items)
             if len(results) != len(items):
                 raise RuntimeError(
                     f"process returned {len(results)} results for {len(items)} items"

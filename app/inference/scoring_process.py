@@ -90,7 +90,6 @@ class ScoringProcess:
         self._restarting: asyncio.Task[None] | None = None
         self._stopping = False
         self._answering = False
-        self.hello: Hello | None = None
 
     @property
     def alive(self) -> bool:
@@ -113,10 +112,9 @@ class ScoringProcess:
             await _end(child)
             raise ScoringProcessError(f"the scoring process did not start: {hello['error']}")
         self._child = child
-        self.hello = Hello(hello["model_version"], hello["device"], bool(hello["invariant"]))
         self._answering = True
         self._reader = asyncio.create_task(self._read_answers(child), name="scoring answers")
-        return self.hello
+        return Hello(hello["model_version"], hello["device"], bool(hello["invariant"]))
 
     async def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in the child, in order (503 while the child is down)."""
@@ -126,10 +124,9 @@ class ScoringProcess:
         groups = group_requests(requests)
         message = [[g.columns, len(g.indices), g.n_samples, g.seed] for g in groups]
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        body = to_json(message)
         # NOTE: the frame is written in one call and its future queued with it, so answers
         # (which come back in order) always meet their own request.
-        child.stdin.write(_LENGTH.pack(len(body)) + body)
+        child.stdin.write(_frame(message))
         self._pending.append(answer)
         # NOTE: a child gone mid-write: its reader fails every pending answer with a 503.
         with contextlib.suppress(ConnectionError):
@@ -206,6 +203,11 @@ def _prediction(row: list[Any]) -> Prediction:
     return Prediction._make(row)
 
 
+def _frame(message: Any) -> bytes:
+    body = to_json(message, inf_nan_mode="constants")
+    return _LENGTH.pack(len(body)) + body
+
+
 async def _read_frame(stream: asyncio.StreamReader) -> Any:
     (length,) = _LENGTH.unpack(await stream.readexactly(_LENGTH.size))
     return from_json(await stream.readexactly(length))
@@ -244,7 +246,8 @@ def _serve(model_dir: Path, device: str, n_samples: int | None, threads: int | N
     )
     while True:
         try:
-            message = from_json(_read_exactly(stdin, _LENGTH.unpack(_read_exactly(stdin, 8))[0]))
+            (length,) = _LENGTH.unpack(_read_exactly(stdin, _LENGTH.size))
+            message = from_json(_read_exactly(stdin, length))
         except EOFError:
             return 0
         try:
@@ -256,8 +259,7 @@ def _serve(model_dir: Path, device: str, n_samples: int | None, threads: int | N
 
 
 def _write_frame(out: BinaryIO, message: Any) -> None:
-    body = to_json(message, inf_nan_mode="constants")
-    out.write(_LENGTH.pack(len(body)) + body)
+    out.write(_frame(message))
     out.flush()
 
 

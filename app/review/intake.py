@@ -126,10 +126,8 @@ class Intake:
             raise written
         return written
 
-    async def _in_database(
-        self, work: Callable[[list[list[FlaggedCase]]], list[list[int] | Exception]], items: Any
-    ) -> list[list[int] | Exception]:
-        return await self.database.run(work, items)
+    async def _in_database(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
+        return await self.database.run(self._write, requests)
 
     def _write(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
         """Commit several requests' cases in one transaction (runs in a database thread)."""
