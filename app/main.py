@@ -23,6 +23,7 @@ from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessError
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
+from app.observability.turn import TurnBuffer
 from app.review.intake import Intake
 from app.web.render import STATIC_DIR
 
@@ -76,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database=database,
         min_n_samples=settings.inference.min_n_samples,
         max_n_samples=settings.inference.max_n_samples,
-        observe=metrics.observe_predictions,
+        observe=TurnBuffer(metrics.observe_predictions, name="predictions").extend,
         max_pending_writes=settings.inference.max_queue_size,
     )
     await app.state.intake.start()

@@ -11,10 +11,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.observability.access import ACCESS_LOGGER, AccessLog, RequestRecord
 from app.observability.logging import request_id_var
 from app.observability.metrics import Metrics
+from app.observability.turn import TurnBuffer
 
-log = logging.getLogger("triage.http")
+log = logging.getLogger(ACCESS_LOGGER)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -25,6 +27,8 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.access_log = AccessLog(log)
+        self._answered: TurnBuffer[RequestRecord] = TurnBuffer(self._record, name="requests")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,7 +68,17 @@ class RequestContextMiddleware:
             if not state["started"]:
                 await self._plain(scope, receive, send_with_id, 500, "internal server error")
         finally:
-            self._record(scope, state["status"], time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self._answered.add(
+                RequestRecord(
+                    time.time(),
+                    request_id,
+                    scope.get("method", ""),
+                    route,  # the template, so labels stay bounded
+                    state["status"],
+                    time.perf_counter() - start,
+                )
+            )
             request_id_var.reset(token)
 
     async def _plain(
@@ -72,19 +86,6 @@ class RequestContextMiddleware:
     ) -> None:
         await JSONResponse({"detail": text}, status_code=status)(scope, receive, send)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        self.metrics.observe_request(method=method, route=template, status=status, seconds=seconds)
-        level = logging.WARNING if status >= 500 else logging.INFO
-        log.log(
-            level,
-            "request",
-            extra={
-                "method": method,
-                "route": template,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-            },
-        )
+    def _record(self, answered: list[RequestRecord]) -> None:
+        self.metrics.observe_requests(answered)
+        self.access_log.write(answered)

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from app.db.session import UNAVAILABLE_ERRORS, Database
 from app.inference.guard import NOVELTY_REASON, OOD_PREFIX
 from app.inference.predictor import HIGH_UNCERTAINTY, Prediction
+from app.observability.access import RequestRecord
 from app.review.models import ReviewItem, ReviewStatus
 
 # NOTE: MC-dropout stds of a well-trained model sit mostly in 0.005-0.1, so the buckets are
@@ -195,10 +196,17 @@ class Metrics:
         self.child(self.batch_size, model_version).observe(size)
         self.child(self.inference_seconds, model_version).observe(seconds)
 
-    def observe_request(self, *, method: str, route: str, status: int, seconds: float) -> None:
-        """Record one HTTP request."""
-        self.child(self.http_requests, method, route, str(status)).inc()
-        self.child(self.http_seconds, method, route).observe(seconds)
+    def observe_requests(self, requests: Sequence[RequestRecord]) -> None:
+        """Record answered HTTP requests: a count per status, a latency per route template."""
+        for (method, route, status), n in Tally(
+            (r.method, r.route, r.status) for r in requests
+        ).items():
+            self.child(self.http_requests, method, route, str(status)).inc(n)
+        seconds: dict[tuple[str, str], list[float]] = {}
+        for r in requests:
+            seconds.setdefault((r.method, r.route), []).append(r.seconds)
+        for (method, route), values in seconds.items():
+            observe_all(self.child(self.http_seconds, method, route), values)
 
     def set_model(self, *, version: str, n_samples: int, threshold: float) -> None:
         """Publish the served model's identity."""

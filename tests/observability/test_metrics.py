@@ -1,5 +1,6 @@
 """`/metrics` values match the requests made; logs carry a request id and no patient data."""
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -91,7 +92,7 @@ async def test_metrics_token(app, client) -> None:
 
 @pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
 async def test_logs_are_json_with_a_request_id_and_no_patient_data(
-    client, keys, flag_split
+    client, keys, flag_split, capsys
 ) -> None:
     from app.observability.logging import JsonFormatter
 
@@ -113,9 +114,12 @@ async def test_logs_are_json_with_a_request_id_and_no_patient_data(
         )
         bad = {**encounter, "medical_specialty": "Leak<Me>"}
         await client.post("/predict", json=bad, headers=keys["ehr"])
+        await asyncio.sleep(0)  # the access lines are written at the end of the loop turn
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+    err = capsys.readouterr().err  # the access log writes to stderr itself
+    lines += [line for line in err.splitlines() if line.startswith("{")]
     assert response.headers["x-request-id"] == "req-123"
     records = [json.loads(line) for line in lines]
     access = [r for r in records if r["message"] == "request"]

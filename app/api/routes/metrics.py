@@ -1,5 +1,6 @@
 """`GET /metrics`: Prometheus text, optionally behind its own bearer token."""
 
+import asyncio
 import hmac
 
 from fastapi import APIRouter, Request, Response
@@ -20,6 +21,9 @@ async def metrics(request: Request, settings: SettingsDep, registry: MetricsDep)
         given = bearer_token(request) or ""
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise UnauthorizedError("metrics need 'Authorization: Bearer <metrics token>'")
+    # NOTE: requests and predictions are recorded at the end of the loop turn that answered
+    # them (`app.observability.turn`); yielding once lets those pending records in first.
+    await asyncio.sleep(0)
     collector = request.app.state.queue_collector
     batcher, predictor = request.app.state.batcher, request.app.state.predictor
     if batcher is not None and predictor is not None:
