@@ -16,6 +16,7 @@ from app.api.direct import DirectRoutes
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import health, metrics, predict, review_page, review_queue
+from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.core.config import Settings
 from app.db.session import Database
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="30-day readmission risk with MC-dropout uncertainty and a clinician review queue",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=telemetry(settings.opentelemetry),
     )
     app.state.settings = settings
     app.state.metrics = metrics_

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from app.api.body import json_body
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
+from app.api.telemetry import TELEMETRY_OFF
 
 
 def _constant(encounter_id: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def _constant(encounter_id: str) -> dict[str, Any]:
 
 def app_factory() -> FastAPI:
     """Parse the service's request bodies and answer a constant."""
-    app = FastAPI(title="bare")
+    app = FastAPI(title="bare", telemetry=TELEMETRY_OFF)  # NOTE: the service's own setting
 
     app.post("/predict", response_model=PredictionOut)(predict)
     app.post("/predict/batch", response_model=BatchOut)(batch)
