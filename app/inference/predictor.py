@@ -135,7 +135,8 @@ class Predictor:
             checked = self.guard.check_columns(columns, x, hidden)
         guard_reasons = checked.reasons() if checked is not None else [[]] * rows
         # NOTE: whole columns become Python floats in one call each: building 27 predictions
-        # with a float() per NumPy element took 46 us, against 17 us from lists.
+        # with a float() per NumPy element took 46 us, against 32 us from lists. (Positional
+        # fields would save 15 us more; named ones keep the twelve from being swapped.)
         std = _per_row(result.std, rows).tolist()
         probability = calibrate(_per_row(result.mean, rows), self.calibration).tolist()
         se = _optional(result, "std_standard_error", rows)
@@ -151,18 +152,18 @@ class Predictor:
             )
             predictions.append(
                 Prediction(
-                    probability[k],
-                    std[k],
-                    se[k],
-                    mi[k],
-                    bool(reasons),
-                    reasons,
-                    self.threshold,
-                    n_samples,
-                    used_seed,
-                    self.model_version,
-                    novelty[k],
-                    novelty_threshold,
+                    probability=probability[k],
+                    std=std[k],
+                    std_standard_error=se[k],
+                    mutual_information=mi[k],
+                    flagged=bool(reasons),
+                    reasons=reasons,
+                    threshold=self.threshold,
+                    n_samples=n_samples,
+                    seed=used_seed,
+                    model_version=self.model_version,
+                    novelty=novelty[k],
+                    novelty_threshold=novelty_threshold,
                 )
             )
         return predictions

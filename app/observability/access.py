@@ -43,9 +43,7 @@ class AccessLog:
 
     def write(self, records: Sequence[RequestRecord]) -> None:
         """Write the lines the logger's level lets through, in as few writes as fit."""
-        info = self.logger.isEnabledFor(logging.INFO)
-        warning = self.logger.isEnabledFor(logging.WARNING)
-        lines = [self.line(r) for r in records if (warning if r.status >= 500 else info)]
+        lines = [self.line(r) for r in records if self.logger.isEnabledFor(_level(r.status))]
         if lines:
             _write_lines(lines)
 
@@ -57,11 +55,16 @@ class AccessLog:
             "route": record.route,
             "status": record.status,
         }
-        level = "WARNING" if record.status >= 500 else "INFO"
+        level = logging.getLevelName(_level(record.status))
         return (
             render_line(record.time, level, self.logger.name, "request", record.request_id, fields)
             + "\n"
         )
+
+
+def _level(status: int) -> int:
+    """A request's log level: WARNING for a server error, INFO otherwise."""
+    return logging.WARNING if status >= 500 else logging.INFO
 
 
 def _write_lines(lines: list[str]) -> None:
