@@ -159,6 +159,7 @@ def _batcher(
         on_batch=on_batch,
         run=run,
         max_in_flight=in_flight,
+        settle_turns=inference.batch_settle_turns,
     )
     holder.append(batcher)
     return batcher

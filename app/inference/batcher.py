@@ -1,10 +1,16 @@
 """A micro-batcher: coalesce concurrent requests into one call, after MLServer's adaptive batcher.
 
 Requests wait in a bounded queue; a worker task takes the oldest one, keeps adding whole
-requests until the batch holds `max_batch_size` items or `max_batch_delay_us` has passed since
-the first, then runs the synchronous `process` on a worker thread (or through `run`) and hands
+requests until the batch holds `max_batch_size` items, `max_batch_delay_us` has passed since
+the first, or (with `settle_turns`) that many event-loop turns have passed without a new
+request, then runs the synchronous `process` on a worker thread (or through `run`) and hands
 each request its own slice of the results. A request larger than `max_batch_size` runs
 as its own batch. An exception in `process` reaches every request of that batch.
+
+Settling closes a batch once arrivals stop rather than at a fixed delay: every loop turn reads
+the sockets that are ready, so a few quiet turns mean the requests already sent have all been
+queued, and waiting on only adds latency. Under a fixed delay a worker holding few connections
+sat idle waiting it out.
 
 A batch of at most `inline_max_items` items runs on the event loop itself instead (see
 `InferenceSettings.inline_max_items` for why). With `max_in_flight` above one, the next batch
@@ -52,10 +58,13 @@ class MicroBatcher(Generic[T, R]):
         run: Callable[[list[T]], Awaitable[list[R]]] | None = None,
         inline_max_items: int = 0,
         max_in_flight: int = 1,
+        settle_turns: int = 0,
         name: str = "inference",
     ) -> None:
-        if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0:
-            raise ValueError("batch size and queue size must be >= 1 and the delay >= 0")
+        if max_batch_size < 1 or max_queue_size < 1 or max_batch_delay_us < 0 or settle_turns < 0:
+            raise ValueError(
+                "batch size and queue size must be >= 1, the delay and settle turns >= 0"
+            )
         if inline_max_items < 0 or max_in_flight < 1:
             raise ValueError("inline_max_items must be >= 0 and max_in_flight >= 1")
         self._process = process
@@ -69,6 +78,7 @@ class MicroBatcher(Generic[T, R]):
         self._run_off_loop = run or partial(_in_thread, process)
         self._inline_max_items = inline_max_items
         self._max_in_flight = max_in_flight
+        self._settle_turns = settle_turns
         self._name = name
         self._queue: deque[_Request[T, R]] = deque()
         self._queued_items = 0
@@ -139,20 +149,28 @@ class MicroBatcher(Generic[T, R]):
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _collect(self) -> list[_Request[T, R]]:
-        """Take whole requests up to the size limit, waiting at most the delay for more."""
+        """Take whole requests up to the size limit, until arrivals settle or the delay is up."""
         batch = [self._pop()]
         size = len(batch[0].items)
         deadline = time.perf_counter() + self._max_delay_s
+        quiet_turns = 0
         while size < self._max_batch_size:
             if self._queue:
                 if size + len(self._queue[0].items) > self._max_batch_size:
                     break
                 batch.append(self._pop())
                 size += len(batch[-1].items)
+                quiet_turns = 0
                 continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0 or self._stopping:
                 break
+            if self._settle_turns:
+                if quiet_turns == self._settle_turns:
+                    break
+                quiet_turns += 1
+                await asyncio.sleep(0)  # one loop turn: the sockets ready now are read
+                continue
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)

@@ -51,6 +51,29 @@ async def test_a_request_larger_than_the_batch_runs_on_its_own() -> None:
     assert list(range(10)) in batches
 
 
+async def test_a_batch_closes_once_arrivals_settle_not_at_the_delay() -> None:
+    batches: list[list[int]] = []
+
+    def process(items: list[int]) -> list[int]:
+        batches.append(items)
+        return [-item for item in items]
+
+    # NOTE: a delay no test could wait out: only settling can close these batches.
+    batcher = make_batcher(process, max_batch_delay_us=600_000_000, settle_turns=3)
+    await batcher.start()
+    first = asyncio.create_task(batcher.submit([1]))
+    await asyncio.sleep(0)
+    joining = asyncio.create_task(batcher.submit([2]))  # within the quiet turns: same batch
+    assert await asyncio.wait_for(asyncio.gather(first, joining), 10) == [[-1], [-2]]
+    lone = asyncio.create_task(batcher.submit([3]))
+    for _ in range(20):  # far more quiet turns than the batcher waits
+        await asyncio.sleep(0)
+    late = asyncio.create_task(batcher.submit([4]))
+    assert await asyncio.wait_for(asyncio.gather(lone, late), 10) == [[-3], [-4]]
+    await batcher.stop()
+    assert batches == [[1, 2], [3], [4]]
+
+
 async def test_a_failure_reaches_every_waiter_and_the_batcher_keeps_running() -> None:
     fail = True
 
