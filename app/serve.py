@@ -1,16 +1,18 @@
-"""`triage serve`: run the app under uvicorn, one process or several workers."""
+"""`triage serve`: run the app under uvicorn, one process or several workers (`app.supervisor`)."""
 
 import argparse
 import os
 import shutil
 import tempfile
-
-import uvicorn
+from typing import Final
 
 from app.core.config import Settings
 from app.observability.logging import configure_logging
+from app.supervisor import serve_processes
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# NOTE: uvicorn's own access log and logging set-up are off: the app writes its own JSON lines.
+SERVING_OPTIONS: Final = {"access_log": False, "log_config": None, "proxy_headers": True}
 
 
 def app_factory() -> object:
@@ -36,21 +38,21 @@ def serve(args: argparse.Namespace) -> int:
             os.environ[MULTIPROC_ENV] = owned_dir
         else:
             _empty(os.environ[MULTIPROC_ENV])
+    options = {**SERVING_OPTIONS, "app": "app.serve:app_factory", "factory": True}
     try:
-        uvicorn.run(
-            "app.serve:app_factory",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=workers,
-            access_log=False,
-            log_config=None,
-            proxy_headers=True,
+        return serve_processes(
+            {**options, "host": args.host, "port": args.port}, workers, on_exit=_forget_metrics
         )
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
-    return 0
+
+
+def _forget_metrics(pid: int) -> None:
+    """Drop an exited worker's live gauge values, which would otherwise still be summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
 
 
 def _pin_native_threads(threads: int | None) -> None:

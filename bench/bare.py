@@ -4,11 +4,15 @@ Bodies are parsed and answers serialised exactly as the service's scoring routes
 (`json_body` in, `json_response` out), so the ratio to this app measures scoring, the key
 check, the review queue and the service's middleware, nothing else.
 
-`uvicorn bench.bare:app_factory --factory` serves it with the settings `triage serve` uses.
-`bench.bare:plain_asgi` is the same parse and answer with no framework at all: the scoring
-routes run below FastAPI's router (`app/api/direct.py`), so the load report shows both floors.
+`python -m bench.bare --port P --workers N [--plain]` serves it as `triage serve` serves the
+service: the same uvicorn settings, and with several workers a listening socket each
+(`app.supervisor`). `bench.bare:plain_asgi` is the same parse and answer with no framework at
+all: the scoring routes run below FastAPI's router (`app/api/direct.py`), so the load report
+shows both floors.
 """
 
+import argparse
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -18,6 +22,8 @@ from app.api.body import json_body
 from app.api.responses import json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.api.telemetry import TELEMETRY_OFF
+from app.serve import SERVING_OPTIONS
+from app.supervisor import serve_processes
 
 
 def _constant(encounter_id: str) -> dict[str, Any]:
@@ -78,3 +84,20 @@ async def plain_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     else:
         response = await endpoint(Request(scope, receive))
     await response(scope, receive, send)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the bare app (or `--plain`, the plain ASGI one) the way `triage serve` serves."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bare", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--plain", action="store_true", help="the plain ASGI endpoints")
+    args = parser.parse_args(argv)
+    app = {"app": "bench.bare:plain_asgi"} if args.plain else {"app": "bench.bare:app_factory"}
+    options = {**SERVING_OPTIONS, **app, "factory": not args.plain, "log_level": "warning"}
+    return serve_processes({**options, "host": args.host, "port": args.port}, args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -190,8 +190,8 @@ class Process:
     def connections_per_worker(self) -> list[int]:
         """Established client connections each serving process holds now (Linux `/proc`).
 
-        With several workers, uvicorn's first worker to wake accepts every waiting connection,
-        so a few connections opened together can all land on one worker.
+        With several workers each listens on a socket of its own and the kernel hashes each
+        connection to one of them, so a few connections can still land unevenly.
         """
         pid = self.popen.pid
         children = Path(f"/proc/{pid}/task/{pid}/children")

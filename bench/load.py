@@ -349,10 +349,8 @@ def lost_cases(database_url: str, result: Result) -> tuple[int, int, int, int]:
 
 def _bare(workers: int, work_dir: Path, *, plain: bool = False) -> Any:
     port = free_port()
-    target = ["bench.bare:plain_asgi"] if plain else ["bench.bare:app_factory", "--factory"]
-    cmd = [sys.executable, "-m", "uvicorn", *target]
-    cmd += ["--host", LOOPBACK, "--port", str(port), "--workers", str(workers)]
-    cmd += ["--no-access-log", "--log-level", "warning", "--proxy-headers"]
+    cmd = [sys.executable, "-m", "bench.bare", "--host", LOOPBACK, "--port", str(port)]
+    cmd += ["--workers", str(workers), *(["--plain"] if plain else [])]
     return spawn(cmd, env={}, port=port, log_dir=work_dir)
 
 
