@@ -1,25 +1,22 @@
-"""Tiny ASGI apps the supervisor tests serve: each answer names the worker process."""
+"""Tiny apps the supervisor tests serve: each answer names the worker process."""
 
 import asyncio
-import json
 import os
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer `{"pid": ...}`; `/slow` takes a second first (a request in flight)."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    if scope["path"] == "/slow":
+async def _pid(request: Request) -> JSONResponse:
+    if request.url.path == "/slow":  # NOTE: a request that stays in flight for a second
         await asyncio.sleep(1.0)
-    body = json.dumps({"pid": os.getpid()}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
+    return JSONResponse({"pid": os.getpid()})
+
+
+app = Starlette(routes=[Route("/", _pid), Route("/slow", _pid)])
 
 
 def broken() -> Any:
