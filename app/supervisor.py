@@ -11,6 +11,10 @@ already in use fails before any worker starts, and the port stays reserved while
 replaced. A worker that dies is started again; one that could not start stops the service
 (every worker would fail the same way). SIGINT or SIGTERM to the parent is passed to every
 worker as SIGTERM, and each drains its requests in flight before it exits.
+
+NOTE: each socket has its own accept queue, so connections a worker had not yet accepted when
+it dies are reset rather than taken by another worker; Linux's `net.ipv4.tcp_migrate_req=1`
+hands them over instead.
 """
 
 import logging
