@@ -38,11 +38,9 @@ def serve(args: argparse.Namespace) -> int:
             os.environ[MULTIPROC_ENV] = owned_dir
         else:
             _empty(os.environ[MULTIPROC_ENV])
-    options = {**SERVING_OPTIONS, "app": "app.serve:app_factory", "factory": True}
+    app = {"app": "app.serve:app_factory", "factory": True, "host": args.host, "port": args.port}
     try:
-        return serve_processes(
-            {**options, "host": args.host, "port": args.port}, workers, on_exit=_forget_metrics
-        )
+        return serve_processes({**SERVING_OPTIONS, **app}, workers, on_exit=_forget_metrics)
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)

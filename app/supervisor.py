@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["STARTUP_FAILURE", "Supervisor", "reuse_port_socket", "run_worker", "serve_processes"]
 _CHECK_EVERY_S: Final = 0.5
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -109,12 +110,12 @@ class Supervisor:
                 for i, process in enumerate(processes):
                     if process.is_alive():
                         continue
-                    self._exited(process)
-                    if process.exitcode == STARTUP_FAILURE:
+                    if process.exitcode == STARTUP_FAILURE:  # NOTE: cleaned up with the rest
                         log.error("worker %s could not start; stopping", process.pid)
                         status = STARTUP_FAILURE
                         self._stop.set()
                         break
+                    self._exited(process)
                     log.warning(
                         "worker %s exited (%s); starting another", process.pid, process.exitcode
                     )
@@ -148,6 +149,3 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()
-
-
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)

@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--plain", action="store_true", help="the plain ASGI endpoints")
     args = parser.parse_args(argv)
-    app = {"app": "bench.bare:plain_asgi"} if args.plain else {"app": "bench.bare:app_factory"}
-    options = {**SERVING_OPTIONS, **app, "factory": not args.plain, "log_level": "warning"}
-    return serve_processes({**options, "host": args.host, "port": args.port}, args.workers)
+    app = "bench.bare:plain_asgi" if args.plain else "bench.bare:app_factory"
+    options = {"app": app, "factory": not args.plain, "host": args.host, "port": args.port}
+    return serve_processes({**SERVING_OPTIONS, **options, "log_level": "warning"}, args.workers)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -16,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from app.supervisor import STARTUP_FAILURE
-from bench.harness import LOOPBACK, free_port
+from bench.harness import LOOPBACK, Process, free_port, spawn
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 _SERVE = (
     "import logging, sys; from app.supervisor import serve_processes; "
     "logging.basicConfig(level=logging.INFO); "
@@ -30,22 +28,12 @@ _SERVE = (
 
 
 @contextmanager
-def supervised(app: str, port: int) -> Iterator[subprocess.Popen[str]]:
+def supervised(app: str, port: int, log_dir: Path) -> Iterator[Process]:
     """Two workers of `app` on `port` under the supervisor, in a process of their own."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, app, LOOPBACK, str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with spawn(
+        [sys.executable, "-c", _SERVE, app, LOOPBACK, str(port)], env={}, port=port, log_dir=log_dir
+    ) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=30)
 
 
 def get_pid(port: int, path: str = "/") -> int:
@@ -57,18 +45,6 @@ def get_pid(port: int, path: str = "/") -> int:
         return int(json.loads(response.read())["pid"])
     finally:
         connection.close()
-
-
-def wait_serving(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the supervisor exited"
-        try:
-            get_pid(port)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the workers did not start serving")
 
 
 def pids_of_connections_opened_together(port: int, count: int = 32) -> set[int]:
@@ -84,20 +60,20 @@ def pids_of_connections_opened_together(port: int, count: int = 32) -> set[int]:
     return pids
 
 
-def test_connections_opened_together_reach_every_worker() -> None:
+def test_connections_opened_together_reach_every_worker(tmp_path: Path) -> None:
     port = free_port()
-    with supervised("tests.api.pid_app:app", port) as process:
-        wait_serving(port, process)
+    with supervised("tests.api.pid_app:app", port, tmp_path) as process:
+        process.wait_ready("/")
         time.sleep(1.0)  # NOTE: both workers listening, not just the first one up
         # NOTE: each connection goes to one of two sockets by a hash of its address: all 32 on
         # one worker has odds of 2 in 2**32.
         assert len(pids_of_connections_opened_together(port)) == 2
 
 
-def test_a_worker_that_dies_is_replaced() -> None:
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     port = free_port()
-    with supervised("tests.api.pid_app:app", port) as process:
-        wait_serving(port, process)
+    with supervised("tests.api.pid_app:app", port, tmp_path) as process:
+        process.wait_ready("/")
         time.sleep(1.0)
         before = pids_of_connections_opened_together(port)
         victim = min(before)
@@ -108,39 +84,39 @@ def test_a_worker_that_dies_is_replaced() -> None:
             time.sleep(0.5)
             after = pids_of_connections_opened_together(port)
         assert victim not in after and len(after) == 2, (before, after)
-        assert process.poll() is None
+        assert process.popen.poll() is None
 
 
-def test_sigterm_lets_a_request_in_flight_finish_then_exits() -> None:
+def test_sigterm_lets_a_request_in_flight_finish_then_exits(tmp_path: Path) -> None:
     port = free_port()
-    with supervised("tests.api.pid_app:app", port) as process:
-        wait_serving(port, process)
+    with supervised("tests.api.pid_app:app", port, tmp_path) as process:
+        process.wait_ready("/")
         answered: list[int] = []
         slow = threading.Thread(target=lambda: answered.append(get_pid(port, "/slow")))
         slow.start()
         time.sleep(0.3)  # NOTE: the request is in flight (the app takes a second)
-        process.send_signal(signal.SIGTERM)
+        process.popen.send_signal(signal.SIGTERM)
         slow.join(timeout=30)
         assert answered, "the request in flight was not answered"
-        assert process.wait(timeout=30) == 0
+        assert process.popen.wait(timeout=30) == 0
         with pytest.raises(OSError):
             get_pid(port)
 
 
-def test_an_app_that_cannot_start_stops_the_service() -> None:
+def test_an_app_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
     port = free_port()
-    with supervised("tests.api.pid_app:broken", port) as process:
-        assert process.wait(timeout=60) == STARTUP_FAILURE  # NOTE: not restarted forever
-        output = process.communicate(timeout=30)[0]
+    with supervised("tests.api.pid_app:broken", port, tmp_path) as process:
+        assert process.popen.wait(timeout=60) == STARTUP_FAILURE  # NOTE: not restarted forever
+        output = process.log()
     assert "could not start" in output and "this app cannot start" in output
 
 
-def test_a_port_in_use_fails_before_any_worker_starts() -> None:
+def test_a_port_in_use_fails_before_any_worker_starts(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind((LOOPBACK, 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with supervised("tests.api.pid_app:app", port) as process:
-            assert process.wait(timeout=30) == STARTUP_FAILURE
-            output = process.communicate(timeout=30)[0]
+        with supervised("tests.api.pid_app:app", port, tmp_path) as process:
+            assert process.popen.wait(timeout=30) == STARTUP_FAILURE
+            output = process.log()
     assert f"cannot bind {LOOPBACK}:{port}" in output and "started worker" not in output
