@@ -11,6 +11,7 @@ fsync on SQLite) serves many requests. Each request still waits for its own comm
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, NamedTuple, Protocol
 
 from app.core.errors import BadRequestError, UnavailableError
@@ -153,5 +154,4 @@ class Intake:
             return exc
 
     def _commit(self, cases: list[FlaggedCase]) -> list[int]:
-        with self.database.writing(), self.database.session() as session:
-            return queue_flagged(session=session, cases=cases)
+        return self.database.write(partial(queue_flagged, cases=cases))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import Connection, Table, select, tuple_, update
 from sqlalchemy import insert as sqlalchemy_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -41,14 +41,15 @@ _ITEMS = cast(Table, ReviewItem.__table__)
 _EVENTS = cast(Table, ReviewEvent.__table__)
 
 
-def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase]) -> list[int]:
-    """Insert each case or find the one already queued for its (encounter, version); commit.
+def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[int]:
+    """Insert each case or find the one already queued for its (encounter, version).
 
-    Returns the item ids in order. Race-safe: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on
-    the unique (encounter_id, model_version) constraint, then one read of the rows that already
-    existed (queued by an earlier request, or by a rival at the same moment).
+    Returns the item ids in order; the caller commits (`Database.write`). Race-safe and safe to
+    repeat: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on the unique (encounter_id,
+    model_version) constraint, then one read of the rows that already existed (queued by an
+    earlier request, by a rival at the same moment, or by this call's own earlier attempt).
     """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
     # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
@@ -57,11 +58,11 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase]) -> list[int
         .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
         .returning(_ITEMS.c.id, _ITEMS.c.encounter_id, _ITEMS.c.model_version)
     )
-    inserted = session.execute(statement, [_item_row(case, now) for case in cases]).all()
+    inserted = connection.execute(statement, [_item_row(case, now) for case in cases]).all()
     found = {(encounter_id, version): item_id for item_id, encounter_id, version in inserted}
     missing = {(c.encounter_id, c.prediction.model_version) for c in cases} - found.keys()
     if missing:
-        rows = session.execute(
+        rows = connection.execute(
             select(ReviewItem.encounter_id, ReviewItem.model_version, ReviewItem.id).where(
                 tuple_(ReviewItem.encounter_id, ReviewItem.model_version).in_(sorted(missing))
             )
@@ -79,8 +80,7 @@ def queue_flagged(*, session: Session, cases: Sequence[FlaggedCase]) -> list[int
             }
             for item_id, encounter_id, version in inserted
         ]
-        session.execute(sqlalchemy_insert(_EVENTS), events)
-    session.commit()
+        connection.execute(sqlalchemy_insert(_EVENTS), events)
     return [found[(c.encounter_id, c.prediction.model_version)] for c in cases]
 
 

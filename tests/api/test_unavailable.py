@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from app.db.session import Database
 from tests.conftest import count_rows
@@ -39,6 +40,31 @@ async def test_flagged_case_gets_503_when_it_cannot_be_stored(
     retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
     assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
     assert count_rows(app, "review_items") == 1
+
+
+# NOTE: only a database server can drop its clients' connections.
+@pytest.mark.postgres
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+async def test_a_flagged_case_after_the_database_dropped_its_connections_is_stored(
+    app, client, keys, flag_split
+) -> None:
+    """The review-queue writer keeps its connections between commits. PostgreSQL restarted (its
+    backends ended) leaves them dead: the next flagged case is still stored and answered 200."""
+    flagged, _ = flag_split
+    first = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert first.status_code == 200 and first.json()["review_item_id"] is not None
+    with app.state.database.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert ended >= 1
+    second = await client.post("/predict", json=flagged[1], headers=keys["ehr"])
+    assert second.status_code == 200, second.text
+    assert second.json()["review_item_id"] is not None
+    assert count_rows(app, "review_items") == 2
 
 
 async def test_everything_behind_auth_is_503_and_not_ready(
