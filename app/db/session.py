@@ -105,7 +105,7 @@ class Database:
             yield connection
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def _write_turn(self) -> Iterator[None]:
         """Hold this process's write turn for the block (SQLite only; a no-op elsewhere)."""
         if self._write_lock is None:
             yield
@@ -126,7 +126,7 @@ class Database:
         A kept connection the server dropped (a restart) is replaced and `work` run once more,
         so `work` must be safe to repeat. Errors map to 503 and 400 as in `session`.
         """
-        with self.writing(), self._mapped_errors("stored"):
+        with self._write_turn(), self._mapped_errors("stored"):
             try:
                 return self._on_kept_connection(work)
             except DBAPIError as exc:

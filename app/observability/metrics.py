@@ -198,13 +198,13 @@ class Metrics:
 
     def observe_requests(self, requests: Sequence[RequestRecord]) -> None:
         """Record answered HTTP requests: a count per status, a latency per route template."""
-        for (method, route, status), n in Tally(
-            (r.method, r.route, r.status) for r in requests
-        ).items():
-            self.child(self.http_requests, method, route, str(status)).inc(n)
+        answered: Tally[tuple[str, str, int]] = Tally()
         seconds: dict[tuple[str, str], list[float]] = {}
         for r in requests:
+            answered[r.method, r.route, r.status] += 1
             seconds.setdefault((r.method, r.route), []).append(r.seconds)
+        for (method, route, status), n in answered.items():
+            self.child(self.http_requests, method, route, str(status)).inc(n)
         for (method, route), values in seconds.items():
             observe_all(self.child(self.http_seconds, method, route), values)
 
