@@ -4,10 +4,12 @@
 
 For each configuration it measures, with real encounters from the data file (each request with
 an encounter id of its own):
-  - single-encounter `POST /predict`, closed loop at `--connections` (saturation): requests/s,
-    p50/p99 latency and the ratio to a bare FastAPI app that parses the same body types and
-    answers a constant, served by uvicorn with the same settings and workers (the target's
-    reference), and to the same endpoints as a plain ASGI callable (no framework at all);
+  - single-encounter `POST /predict`, closed loop at each of `--connections` (32, 64 and 128
+    by default): requests/s and p50/p99 latency at each, and the saturating rate, the highest
+    of them, with its ratio to a bare FastAPI app that parses the same body types and answers
+    a constant, served by uvicorn with the same settings and workers and swept the same way
+    (the target's reference), and to the same endpoints as a plain ASGI callable (no
+    framework at all);
   - open loop at 80% of that saturating rate: p50/p99 measured from each request's scheduled
     time (no coordinated omission);
   - `POST /predict/batch` with `--batch-size` encounters per request: encounters/s;
@@ -68,6 +70,7 @@ class Result:
     unanswered: set[str] = field(default_factory=set)
     per_request: int = 1
     connections: list[int] = field(default_factory=list)  # per serving process, mid-run
+    load_connections: int = 0  # the generator's connections in a closed loop
 
     @property
     def rate(self) -> float:
@@ -260,19 +263,40 @@ class Load:
     batch: Path
     batch_size: int
     duration_s: float
-    connections: int
+    connections: tuple[int, ...]
     work_dir: Path
     use_wrk: bool
     low_n: int | None = None
     results: list[tuple[str, str, Result]] = field(default_factory=list)
 
+    def saturate(self, base_url: str, key: str, tag: str) -> list[Result]:
+        """`/predict` in a closed loop at each connection count, fewest first.
+
+        NOTE: a micro-batching server keeps gaining past the connection count that saturates
+        a server answering each request alone (its batches grow with the requests in flight),
+        so one fixed count would measure it below its saturating rate; every server, the
+        reference apps included, is swept over the same counts.
+        """
+        return [
+            self.closed(base_url, key, f"{tag}c{count}", connections=count)
+            for count in self.connections
+        ]
+
     def closed(
-        self, base_url: str, key: str, run: str, *, batch: bool = False, query: str = ""
+        self,
+        base_url: str,
+        key: str,
+        run: str,
+        *,
+        batch: bool = False,
+        query: str = "",
+        connections: int | None = None,
     ) -> Result:
-        """Saturate `/predict` (or `/predict/batch`) in a closed loop."""
+        """Load `/predict` (or `/predict/batch`) in a closed loop."""
         path, bodies = ("/predict/batch", self.batch) if batch else ("/predict", self.single)
         path += query
-        connections = 2 if batch else self.connections
+        if connections is None:
+            connections = 2 if batch else self.connections[0]
         if self.use_wrk:
             result = wrk(
                 base_url,
@@ -300,16 +324,18 @@ class Load:
                 )
             )
         result.per_request = self.batch_size if batch else 1
+        result.load_connections = connections
         return result
 
-    def open(self, base_url: str, key: str, run: str, rate: float) -> Result:
-        """Paced `/predict` at `rate` requests/s; latency from each request's scheduled time."""
+    def open(self, base_url: str, key: str, run: str, rate: float, connections: int) -> Result:
+        """Paced `/predict` at `rate` requests/s over `connections`; latency from each request's
+        scheduled time."""
         # NOTE: wrk paces in a few microseconds a request; the Python client needs most of a
         # core at these rates, taken from the server it measures.
         kwargs = {
             "key": key,
             "run": run,
-            "connections": max(64, self.connections),
+            "connections": connections,
             "duration_s": self.duration_s,
             "max_requests": int(rate * self.duration_s) + 1,
             "rate": rate,
@@ -354,21 +380,38 @@ def _bare(workers: int, work_dir: Path, *, plain: bool = False) -> Any:
     return spawn(cmd, env={}, port=port, log_dir=work_dir)
 
 
+def saturating(sweep: Sequence[Result]) -> Result:
+    """The closed-loop run of a sweep with the highest rate."""
+    return max(sweep, key=lambda result: result.rate)
+
+
+@dataclass
+class Reference:
+    """One reference app's single-encounter sweep and batch run."""
+
+    sweep: list[Result]
+    batch: Result
+
+    def single_at(self, connections: int) -> Result:
+        """The sweep's run at `connections`."""
+        return next(r for r in self.sweep if r.load_connections == connections)
+
+
 @dataclass
 class Ceilings:
-    """Single and batch results of the bare FastAPI app (the target's reference) and plain ASGI."""
+    """The bare FastAPI app (the target's reference) and plain ASGI, at one worker count."""
 
-    fastapi: tuple[Result, Result]
-    plain: tuple[Result, Result]
+    fastapi: Reference
+    plain: Reference
 
 
-def _ceiling(load: Load, workers: int, *, plain: bool) -> tuple[Result, Result]:
+def _ceiling(load: Load, workers: int, *, plain: bool) -> Reference:
     tag = f"{'asgi' if plain else 'bare'}{workers}"
     with _bare(workers, load.work_dir, plain=plain) as bare:
         bare.wait_ready()
         load.closed(bare.base_url, "none", f"{tag}warm")
-        return (
-            load.closed(bare.base_url, "none", tag),
+        return Reference(
+            load.saturate(bare.base_url, "none", tag),
             load.closed(bare.base_url, "none", f"{tag}batch", batch=True),
         )
 
@@ -384,11 +427,16 @@ def measure_service(
     ) as server:
         base, key = server.base_url, keys["ehr"]
         load.closed(base, key, f"{tag}warm")  # warm-up: connections, caches, allocator
-        saturated = load.closed(base, key, f"{tag}sat")
-        paced = load.open(base, key, f"{tag}open", 0.8 * saturated.rate)
+        sweep = load.saturate(base, key, tag)
+        saturated = saturating(sweep)
+        # NOTE: as many connections as the closed loop that saturated it: the server has shown
+        # it keeps up with that many requests in flight.
+        count = saturated.load_connections
+        paced = load.open(base, key, f"{tag}open", 0.8 * saturated.rate, count)
         print(
             f"  {backend} w{workers}: open loop paced at {0.8 * saturated.rate:.0f} req/s "
-            f"(80% of {saturated.rate:.0f}), achieved {paced.rate:.0f} req/s",
+            f"(80% of {saturated.rate:.0f}, at {count} connections), "
+            f"achieved {paced.rate:.0f} req/s",
             flush=True,
         )
         # NOTE: with two workers, where the two batch connections land decides the rate (see
@@ -400,7 +448,8 @@ def measure_service(
         batch = load.closed(base, key, f"{tag}batch", batch=True)
         probe.join()
         batch.connections = spread[0] if spread else []
-        phases = [("predict", saturated), ("predict@80%", paced), ("batch", batch)]
+        phases = [(f"predict c{r.load_connections}", r) for r in sweep]
+        phases += [("predict@80%", paced), ("batch", batch)]
         if load.low_n:
             query = f"?n_samples={load.low_n}"
             phases.append(
@@ -423,30 +472,61 @@ def _rate(result: Result) -> float:
 
 
 def report(load: Load, ceilings: dict[int, Ceilings]) -> None:
-    """Print the table: rate, p50/p99 and the ratios to the bare FastAPI app and plain ASGI."""
+    """Print the table: rate, p50/p99 and the ratios to the bare FastAPI app and plain ASGI.
+
+    A `predict cN` row is compared with the reference apps at the same N connections; the
+    `saturated` row, each server's best of its sweep against each reference's best, is the
+    target's ratio.
+    """
     print()
     print(f"{'server':<16}{'phase':<13}{'rate':>16}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}"
           f"{'vs ASGI':>9}")  # fmt: skip
+
+    def row(server: str, phase: str, result: Result, *against: Result, note: str = "") -> None:
+        unit = "enc/s" if result.per_request > 1 else "req/s"
+        ratios = "".join(f"{_rate(result) / _rate(other):>9.2f}" for other in against)
+        print(f"{server:<16}{phase:<13}{_rate(result):>10.0f} {unit}{result.p50_ms:>9.1f}"
+              f"{result.p99_ms:>9.1f}{ratios}{note}")  # fmt: skip
+
     for workers, ceiling in sorted(ceilings.items()):
-        for name, single, batch in (("bare", *ceiling.fastapi), ("ASGI", *ceiling.plain)):
-            for phase, result, unit in (("predict", single, "req/s"), ("batch", batch, "enc/s")):
-                print(f"{name + ' w' + str(workers):<16}{phase:<13}{_rate(result):>10.0f} {unit}"
-                      f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}")  # fmt: skip
+        for name, reference in (("bare", ceiling.fastapi), ("ASGI", ceiling.plain)):
+            server = f"{name} w{workers}"
+            for result in reference.sweep:
+                row(server, f"predict c{result.load_connections}", result)
+            best = saturating(reference.sweep)
+            row(server, "saturated", best, note=f"  at {best.load_connections} connections")
+            row(server, "batch", reference.batch)
+    sweeps: dict[str, list[Result]] = {}
     for server, phase, result in load.results:
         ceiling = ceilings[int(server.rsplit("w", 1)[1])]
-        index, unit = (1, "enc/s") if phase == "batch" else (0, "req/s")
-        bare, plain = _rate(ceiling.fastapi[index]), _rate(ceiling.plain[index])
-        spread = f"  connections per worker {result.connections}" if result.connections else ""
-        print(f"{server:<16}{phase:<13}{_rate(result):>10.0f} {unit}{result.p50_ms:>9.1f}"
-              f"{result.p99_ms:>9.1f}{_rate(result) / bare:>9.2f}"
-              f"{_rate(result) / plain:>9.2f}{spread}")  # fmt: skip
+        if phase == "batch":
+            spread = f"  connections per worker {result.connections}" if result.connections else ""
+            row(server, phase, result, ceiling.fastapi.batch, ceiling.plain.batch, note=spread)
+        elif phase.startswith("predict c"):
+            count = result.load_connections
+            against = (ceiling.fastapi.single_at(count), ceiling.plain.single_at(count))
+            row(server, phase, result, *against)
+            sweeps.setdefault(server, []).append(result)
+            if len(sweeps[server]) == len(load.connections):
+                best = saturating(sweeps[server])
+                bests = (saturating(ceiling.fastapi.sweep), saturating(ceiling.plain.sweep))
+                note = f"  at {best.load_connections} connections"
+                row(server, "saturated", best, *bests, note=note)
+        else:
+            row(server, phase, result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole matrix and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
-    parser.add_argument("--connections", type=int, default=32, help="closed-loop connections")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        nargs="+",
+        default=[32, 64, 128],
+        help="closed-loop connection counts swept for the saturating rate",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--rows", type=int, default=5000, help="encounters read from the data")
@@ -467,14 +547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch=write_templates(work_dir / "batch.txt", rows, args.batch_size),
         batch_size=args.batch_size,
         duration_s=args.duration,
-        connections=args.connections,
+        connections=tuple(sorted(set(args.connections))),
         work_dir=work_dir,
         use_wrk=use_wrk,
         low_n=args.low_n,
     )
     print(
         f"{len(rows)} encounters; {args.duration:.0f} s per phase; closed loop with "
-        f"{'wrk' if use_wrk else 'the Python client'} at {args.connections} connections; "
+        f"{'wrk' if use_wrk else 'the Python client'} at "
+        f"{', '.join(map(str, load.connections))} connections; "
         f"{os.cpu_count()} CPUs shared by server and load generator",
         flush=True,
     )
