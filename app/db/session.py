@@ -19,7 +19,7 @@ from app.core.errors import BadRequestError, UnavailableError
 
 T = TypeVar("T")
 
-# NOTE: room for every request in flight (32 in the load test) without overflow connections,
+# NOTE: room for the database calls of many requests at once without overflow connections,
 # which are closed after use and, on SQLite, re-run the connect PRAGMAs each time.
 POOL_SIZE = 20
 MAX_OVERFLOW = 20
