@@ -25,24 +25,24 @@ async def test_full_queue_is_503_with_retry_after(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'triage.db'}"
     prepare_database(url)
-    settings = Settings(
-        database_url=url,
-        model_dir=model_dir,
-        inference={"device": "cpu", "max_batch_size": QUEUE, "max_queue_size": QUEUE},
-    )
+    # NOTE: every batch on a worker thread, so the stalled engine below holds up the batcher
+    # and not the event loop that takes the burst.
+    inference = {"device": "cpu", "max_batch_size": QUEUE, "max_queue_size": QUEUE}
+    inference |= {"inline_max_items": 0, "scoring_process": False}
+    settings = Settings(database_url=url, model_dir=model_dir, inference=inference)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         with app.state.database.session() as session:
             key = create_key(session=session, name="ehr", role=Role.EHR)[1]
         predictor = app.state.predictor
-        fast = predictor.predict
+        fast = predictor.score_columns
         gate = threading.Event()
 
-        def slow(requests: Any) -> Any:  # NOTE: an engine that stalls until the burst is in.
+        def slow(*args: Any) -> Any:  # NOTE: an engine that stalls until the burst is in.
             gate.wait(60)
-            return fast(requests)
+            return fast(*args)
 
-        predictor.predict = slow
+        predictor.score_columns = slow
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -61,7 +61,7 @@ async def test_full_queue_is_503_with_retry_after(
                 await asyncio.sleep(0.02)
             gate.set()
             answers = await asyncio.gather(*burst)
-            predictor.predict = fast
+            predictor.score_columns = fast
             after = await client.post("/predict", json=encounters[41], headers=headers)
 
     refused = [a for a in answers if a.status_code == 503]
