@@ -449,7 +449,7 @@ def measure_service(
         probe.join()
         batch.connections = spread[0] if spread else []
         phases = [(f"predict c{r.load_connections}", r) for r in sweep]
-        phases += [("predict@80%", paced), ("batch", batch)]
+        phases += [("saturated", saturated), ("predict@80%", paced), ("batch", batch)]
         if load.low_n:
             query = f"?n_samples={load.low_n}"
             phases.append(
@@ -457,6 +457,8 @@ def measure_service(
             )
     for name, result in phases:
         load.results.append((f"{backend} w{workers}", name, result))
+        if name == "saturated":  # NOTE: one of the sweep's runs, checked as such
+            continue
         flagged, items, bad, cut_off = lost_cases(url, result)
         print(
             f"  {backend} w{workers} {name}: flagged answers {flagged}, review items {items} "
@@ -496,22 +498,19 @@ def report(load: Load, ceilings: dict[int, Ceilings]) -> None:
             best = saturating(reference.sweep)
             row(server, "saturated", best, note=f"  at {best.load_connections} connections")
             row(server, "batch", reference.batch)
-    sweeps: dict[str, list[Result]] = {}
     for server, phase, result in load.results:
         ceiling = ceilings[int(server.rsplit("w", 1)[1])]
         if phase == "batch":
             spread = f"  connections per worker {result.connections}" if result.connections else ""
             row(server, phase, result, ceiling.fastapi.batch, ceiling.plain.batch, note=spread)
+        elif phase == "saturated":
+            bests = (saturating(ceiling.fastapi.sweep), saturating(ceiling.plain.sweep))
+            note = f"  at {result.load_connections} connections"
+            row(server, phase, result, *bests, note=note)
         elif phase.startswith("predict c"):
             count = result.load_connections
             against = (ceiling.fastapi.single_at(count), ceiling.plain.single_at(count))
             row(server, phase, result, *against)
-            sweeps.setdefault(server, []).append(result)
-            if len(sweeps[server]) == len(load.connections):
-                best = saturating(sweeps[server])
-                bests = (saturating(ceiling.fastapi.sweep), saturating(ceiling.plain.sweep))
-                note = f"  at {best.load_connections} connections"
-                row(server, "saturated", best, *bests, note=note)
         else:
             row(server, phase, result)
 
