@@ -18,7 +18,7 @@ from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.review.service import FlaggedCase, queue_flagged
+from app.review.service import FlaggedCase, needs_transaction, queue_flagged
 
 _REQUESTS_PER_COMMIT: Final = 256
 _COMMITS_IN_FLIGHT: Final = 2
@@ -155,4 +155,5 @@ class Intake:
             return exc
 
     def _commit(self, cases: list[FlaggedCase]) -> list[int]:
-        return self.database.write(partial(queue_flagged, cases=cases))
+        autocommit = not needs_transaction(self.database.dialect)
+        return self.database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Table, select, tuple_, update
+from sqlalchemy import Connection, Table, select, text, tuple_, update
 from sqlalchemy import insert as sqlalchemy_insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequestError, ConflictError, NotFoundError
@@ -48,19 +48,18 @@ def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[
     repeat: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on the unique (encounter_id,
     model_version) constraint, then one read of the rows that already existed (queued by an
     earlier request, by a rival at the same moment, or by this call's own earlier attempt).
+    On PostgreSQL the items and their events are one statement (see `needs_transaction`).
     """
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
-    # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
-    # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
-    statement = (
-        insert(_ITEMS)
-        .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
-        .returning(_ITEMS.c.id, _ITEMS.c.encounter_id, _ITEMS.c.model_version)
-    )
-    inserted = connection.execute(statement, [_item_row(case, now) for case in cases]).all()
+    unique: dict[tuple[str, str], FlaggedCase] = {}
+    for case in cases:  # NOTE: the same encounter twice is one item with one event
+        unique.setdefault(_key(case), case)
+    if connection.dialect.name == "postgresql":
+        inserted = _insert_in_one_statement(connection, list(unique.values()), now)
+    else:
+        inserted = _insert_items_then_events(connection, list(unique.values()), now)
     found = {(encounter_id, version): item_id for item_id, encounter_id, version in inserted}
-    missing = {(c.encounter_id, c.prediction.model_version) for c in cases} - found.keys()
+    missing = unique.keys() - found.keys()
     if missing:
         rows = connection.execute(
             select(ReviewItem.encounter_id, ReviewItem.model_version, ReviewItem.id).where(
@@ -68,8 +67,36 @@ def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[
             )
         )
         found.update({(encounter_id, version): item_id for encounter_id, version, item_id in rows})
+    return [found[_key(case)] for case in cases]
+
+
+def needs_transaction(dialect: str) -> bool:
+    """Whether `queue_flagged` on `dialect` must run in a transaction (it sends two writes).
+
+    On PostgreSQL its one write statement is atomic by itself, so it may run in autocommit,
+    without BEGIN and COMMIT: one round trip to the server instead of four.
+    """
+    return dialect != "postgresql"
+
+
+def _key(case: FlaggedCase) -> tuple[str, str]:
+    return case.encounter_id, case.prediction.model_version
+
+
+def _insert_items_then_events(
+    connection: Connection, cases: list[FlaggedCase], now: datetime
+) -> list[tuple[int, str, str]]:
+    # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
+    # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
+    statement = (
+        sqlite.insert(_ITEMS)
+        .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
+        .returning(_ITEMS.c.id, _ITEMS.c.encounter_id, _ITEMS.c.model_version)
+    )
+    rows = connection.execute(statement, [_item_row(case, now) for case in cases])
+    inserted = [(item_id, encounter_id, version) for item_id, encounter_id, version in rows]
     if inserted:
-        actors = {(c.encounter_id, c.prediction.model_version): c.actor for c in cases}
+        actors = {_key(case): case.actor for case in cases}
         events = [
             {
                 "item_id": item_id,
@@ -81,7 +108,58 @@ def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[
             for item_id, encounter_id, version in inserted
         ]
         connection.execute(sqlalchemy_insert(_EVENTS), events)
-    return [found[(c.encounter_id, c.prediction.model_version)] for c in cases]
+    return inserted
+
+
+# NOTE: the rows travel as one array per column, so the statement's text never changes and
+# the server prepares it once per connection. The events CTE sees only the rows this statement
+# inserted, so a case already queued gets no second "pending" event.
+_INSERT_ITEMS_AND_EVENTS: Final = text(
+    """
+    WITH incoming AS (
+        SELECT * FROM unnest(
+            CAST(:encounter_id AS TEXT[]), CAST(:model_version AS TEXT[]),
+            CAST(:encounter AS JSON[]), CAST(:probability AS FLOAT8[]), CAST(:std AS FLOAT8[]),
+            CAST(:reasons AS JSON[]), CAST(:threshold AS FLOAT8[]), CAST(:n_samples AS INT[]),
+            CAST(:seed AS INT8[]), CAST(:actor AS TEXT[])
+        ) AS incoming (encounter_id, model_version, encounter, probability, std, reasons,
+                       threshold, n_samples, seed, actor)
+    ), inserted AS (
+        INSERT INTO review_items (encounter_id, model_version, encounter, probability, std,
+                                  reasons, threshold, n_samples, seed, status, created_at,
+                                  updated_at)
+        SELECT encounter_id, model_version, encounter, probability, std, reasons, threshold,
+               n_samples, seed, :status, :now, :now
+        FROM incoming
+        ON CONFLICT (encounter_id, model_version) DO NOTHING
+        RETURNING id, encounter_id, model_version
+    ), events AS (
+        INSERT INTO review_events (item_id, from_status, to_status, actor, at)
+        SELECT inserted.id, NULL, :status, incoming.actor, :now
+        FROM inserted JOIN incoming USING (encounter_id, model_version)
+    )
+    SELECT id, encounter_id, model_version FROM inserted
+    """
+)
+
+
+def _insert_in_one_statement(
+    connection: Connection, cases: list[FlaggedCase], now: datetime
+) -> list[tuple[int, str, str]]:
+    rows = [_item_row(case, now) for case in cases]
+    arrays = {name: [row[name] for row in rows] for name in _ITEM_ARRAYS}
+    for name in ("encounter", "reasons"):  # NOTE: serialised as the JSON column type does
+        arrays[name] = [json.dumps(value) for value in arrays[name]]
+    arrays["actor"] = [case.actor for case in cases]
+    parameters = {**arrays, "status": ReviewStatus.PENDING.value, "now": now}
+    inserted = connection.execute(_INSERT_ITEMS_AND_EVENTS, parameters)
+    return [(item_id, encounter_id, version) for item_id, encounter_id, version in inserted]
+
+
+_ITEM_ARRAYS: Final = (
+    "encounter_id", "model_version", "encounter", "probability", "std", "reasons", "threshold",
+    "n_samples", "seed",
+)  # fmt: skip
 
 
 def _item_row(case: FlaggedCase, now: datetime) -> dict[str, Any]:

@@ -90,6 +90,7 @@ async def test_concurrent_duplicates_make_one_item(app, client, keys, flag_split
     assert {r.status_code for r in responses} == {200}
     assert len({r.json()["review_item_id"] for r in responses}) == 1
     assert count_rows(app, "review_items") == 1
+    assert count_rows(app, "review_events") == 1
 
 
 async def test_the_same_flagged_encounter_twice_in_a_batch_makes_one_item(

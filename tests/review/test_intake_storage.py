@@ -1,0 +1,111 @@
+"""Storing flagged cases, as the intake does: on both backends, by two processes at once."""
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import pytest
+
+from app.db.session import Database
+from app.inference.predictor import Prediction
+from app.review.service import (
+    FlaggedCase,
+    get_item,
+    item_events,
+    needs_transaction,
+    queue_flagged,
+)
+
+
+@pytest.fixture
+def databases(database_url: str) -> Iterator[tuple[Database, Database]]:
+    """Two `Database`s on one database, as two service workers have."""
+    pair = Database(database_url), Database(database_url)
+    yield pair
+    for database in pair:
+        database.dispose()
+
+
+def _case(encounter_id: str, *, actor: str = "ehr-a", **encounter: object) -> FlaggedCase:
+    prediction = Prediction(
+        probability=0.4375,
+        std=0.125,
+        std_standard_error=0.01,
+        mutual_information=0.05,
+        flagged=True,
+        reasons=("std", "novelty"),
+        threshold=0.1,
+        n_samples=1000,
+        seed=2**62 + 1,
+        model_version="v7",
+    )
+    return FlaggedCase(encounter_id, encounter, prediction, actor)
+
+
+def _store(database: Database, cases: list[FlaggedCase]) -> list[int]:
+    autocommit = not needs_transaction(database.dialect)
+    return database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
+
+
+def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
+    database, _ = databases
+    encounter = {
+        "race": "Caucasian",
+        "note": 'quote " backslash \\ nul \x00 accent é',
+        "diag_1": "428",
+        "num_lab_procedures": 41,
+        "weight": None,
+    }
+    [item_id] = _store(database, [_case("enc-1", **encounter)])
+    with database.session() as session:
+        item = get_item(session=session, item_id=item_id)
+        assert (item.encounter_id, item.model_version, item.status) == ("enc-1", "v7", "pending")
+        assert item.encounter == encounter
+        assert item.reasons == ["std", "novelty"]
+        assert (item.probability, item.std, item.threshold) == (0.4375, 0.125, 0.1)
+        assert (item.n_samples, item.seed) == (1000, 2**62 + 1)
+        assert item.created_at == item.updated_at and item.created_at.tzinfo is not None
+        events = item_events(session=session, item_id=item_id)
+        assert [(e.from_status, e.to_status, e.actor) for e in events] == [
+            (None, "pending", "ehr-a")
+        ]
+        assert events[0].at == item.created_at
+
+
+def test_two_workers_storing_the_same_cases_at_once_share_one_item_each(databases) -> None:
+    """Each worker commits its own group of requests; when their groups overlap, both answers
+    name the same item, and the item has one "pending" event, not one per worker."""
+    rounds, per_round = 20, 6
+    barrier = threading.Barrier(2)
+
+    def worker(database: Database, actor: str) -> list[list[int]]:
+        answers = []
+        for r in range(rounds):
+            cases = [_case(f"enc-{r}-{i}", actor=actor) for i in range(per_round)]
+            barrier.wait()
+            answers.append(_store(database, cases))
+        return answers
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(worker, databases, ["ehr-a", "ehr-b"])
+    assert a == b
+    ids = [item_id for answer in a for item_id in answer]
+    assert len(set(ids)) == rounds * per_round
+    with databases[0].session() as session:
+        for item_id in ids:
+            [event] = item_events(session=session, item_id=item_id)
+            assert event.to_status == "pending" and event.actor in ("ehr-a", "ehr-b")
+
+
+def test_a_case_sent_twice_keeps_one_item_and_one_event(databases) -> None:
+    database, _ = databases
+    first = _store(database, [_case("enc-1"), _case("enc-2"), _case("enc-1")])
+    assert first[0] == first[2] != first[1]
+    again = _store(database, [_case("enc-2", actor="ehr-b"), _case("enc-3"), _case("enc-2")])
+    assert again[0] == again[2] == first[1]
+    assert again[1] not in first
+    with database.session() as session:
+        for item_id in (*first, again[1]):
+            [event] = item_events(session=session, item_id=item_id)
+            assert event.actor == "ehr-a"
