@@ -27,7 +27,9 @@ def databases(database_url: str) -> Iterator[tuple[Database, Database]]:
         database.dispose()
 
 
-def _case(encounter_id: str, *, actor: str = "ehr-a", **encounter: object) -> FlaggedCase:
+def _case(
+    encounter_id: str, *, actor: str = "ehr-a", encounter: dict[str, object] | None = None
+) -> FlaggedCase:
     prediction = Prediction(
         probability=0.4375,
         std=0.125,
@@ -40,7 +42,7 @@ def _case(encounter_id: str, *, actor: str = "ehr-a", **encounter: object) -> Fl
         seed=2**62 + 1,
         model_version="v7",
     )
-    return FlaggedCase(encounter_id, encounter, prediction, actor)
+    return FlaggedCase(encounter_id, encounter or {"race": "Caucasian"}, prediction, actor)
 
 
 def _store(database: Database, cases: list[FlaggedCase]) -> list[int]:
@@ -57,7 +59,7 @@ def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
         "num_lab_procedures": 41,
         "weight": None,
     }
-    [item_id] = _store(database, [_case("enc-1", **encounter)])
+    [item_id] = _store(database, [_case("enc-1", encounter=encounter)])
     with database.session() as session:
         item = get_item(session=session, item_id=item_id)
         assert (item.encounter_id, item.model_version, item.status) == ("enc-1", "v7", "pending")
