@@ -4,9 +4,9 @@ The order matters: an answer that says "flagged" is only returned once its revie
 committed, so a database outage surfaces as a 503 the EHR retries, never as a lost case.
 
 Flagged cases of concurrent requests are committed together (group commit): the writer takes
-every request waiting when it is free and stores them in one transaction, so one commit (one
-fsync on SQLite) serves many requests. Each request still waits for its own commit, and answers
-503 when it does not come within the database timeout.
+every request waiting when it is free and stores them in one transaction (on PostgreSQL one
+statement), so one commit (one fsync on SQLite) serves many requests. Each request still waits
+for its own commit, and answers 503 when it does not come within the database timeout.
 """
 
 import asyncio
