@@ -11,14 +11,13 @@ for its own commit, and answers 503 when it does not come within the database ti
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from typing import Any, Final, NamedTuple, Protocol
 
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.review.service import FlaggedCase, needs_transaction, queue_flagged
+from app.review.service import FlaggedCase, store_flagged
 
 _REQUESTS_PER_COMMIT: Final = 256
 _COMMITS_IN_FLIGHT: Final = 2
@@ -155,5 +154,4 @@ class Intake:
             return exc
 
     def _commit(self, cases: list[FlaggedCase]) -> list[int]:
-        autocommit = not needs_transaction(self.database.dialect)
-        return self.database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
+        return store_flagged(self.database, cases)

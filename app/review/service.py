@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Table, select, text, tuple_, update
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequestError, ConflictError, NotFoundError
 from app.db.base import utcnow
+from app.db.session import Database
 from app.inference.predictor import Prediction
 from app.review.models import Outcome, ReviewEvent, ReviewItem, ReviewStatus
 from app.review.schemas import SortKey
@@ -48,7 +50,7 @@ def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[
     repeat: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on the unique (encounter_id,
     model_version) constraint, then one read of the rows that already existed (queued by an
     earlier request, by a rival at the same moment, or by this call's own earlier attempt).
-    On PostgreSQL the items and their events are one statement (see `needs_transaction`).
+    On PostgreSQL the items and their events are one statement (see `store_flagged`).
     """
     now = utcnow()
     unique: dict[tuple[str, str], FlaggedCase] = {}
@@ -70,13 +72,15 @@ def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[
     return [found[_key(case)] for case in cases]
 
 
-def needs_transaction(dialect: str) -> bool:
-    """Whether `queue_flagged` on `dialect` must run in a transaction (it sends two writes).
+def store_flagged(database: Database, cases: Sequence[FlaggedCase]) -> list[int]:
+    """Commit `cases` through `database`'s kept write connections (`queue_flagged`).
 
-    On PostgreSQL its one write statement is atomic by itself, so it may run in autocommit,
-    without BEGIN and COMMIT: one round trip to the server instead of four.
+    NOTE: on PostgreSQL `queue_flagged` writes with one statement, atomic by itself, so it runs
+    in autocommit, without BEGIN and COMMIT: one round trip to the server instead of four.
+    SQLite's two writes need the transaction.
     """
-    return dialect != "postgresql"
+    autocommit = database.dialect == "postgresql"
+    return database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
 
 
 def _key(case: FlaggedCase) -> tuple[str, str]:
@@ -142,10 +146,6 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
     SELECT id, encounter_id, model_version FROM inserted
     """
 )
-_INCOMING_FIELDS: Final = (
-    "encounter_id", "model_version", "encounter", "probability", "std", "reasons", "threshold",
-    "n_samples", "seed",
-)  # fmt: skip
 
 
 def _insert_in_one_statement(
@@ -153,17 +153,17 @@ def _insert_in_one_statement(
 ) -> list[tuple[int, str, str]]:
     incoming = []
     for case in cases:
-        row = _item_row(case, now)
-        fields = {name: row[name] for name in _INCOMING_FIELDS}
+        fields = _case_fields(case) | {"actor": case.actor}
         for name in ("encounter", "reasons"):
             fields[name] = json.dumps(fields[name])
-        incoming.append(fields | {"actor": case.actor})
+        incoming.append(fields)
     parameters = {"cases": json.dumps(incoming), "status": ReviewStatus.PENDING.value, "now": now}
     inserted = connection.execute(_INSERT_ITEMS_AND_EVENTS, parameters)
     return [(item_id, encounter_id, version) for item_id, encounter_id, version in inserted]
 
 
-def _item_row(case: FlaggedCase, now: datetime) -> dict[str, Any]:
+def _case_fields(case: FlaggedCase) -> dict[str, Any]:
+    """The review item's columns that come from the case itself."""
     p = case.prediction
     return {
         "encounter_id": case.encounter_id,
@@ -175,10 +175,12 @@ def _item_row(case: FlaggedCase, now: datetime) -> dict[str, Any]:
         "threshold": p.threshold,
         "n_samples": p.n_samples,
         "seed": p.seed,
-        "status": ReviewStatus.PENDING.value,
-        "created_at": now,
-        "updated_at": now,
     }
+
+
+def _item_row(case: FlaggedCase, now: datetime) -> dict[str, Any]:
+    status = ReviewStatus.PENDING.value
+    return _case_fields(case) | {"status": status, "created_at": now, "updated_at": now}
 
 
 def get_item(*, session: Session, item_id: int) -> ReviewItem:

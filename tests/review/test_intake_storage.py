@@ -3,19 +3,12 @@
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import pytest
 
 from app.db.session import Database
 from app.inference.predictor import Prediction
-from app.review.service import (
-    FlaggedCase,
-    get_item,
-    item_events,
-    needs_transaction,
-    queue_flagged,
-)
+from app.review.service import FlaggedCase, get_item, item_events, store_flagged
 
 
 @pytest.fixture
@@ -45,11 +38,6 @@ def _case(
     return FlaggedCase(encounter_id, encounter or {"race": "Caucasian"}, prediction, actor)
 
 
-def _store(database: Database, cases: list[FlaggedCase]) -> list[int]:
-    autocommit = not needs_transaction(database.dialect)
-    return database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
-
-
 def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
     database, _ = databases
     encounter = {
@@ -59,7 +47,7 @@ def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
         "num_lab_procedures": 41,
         "weight": None,
     }
-    [item_id] = _store(database, [_case("enc-1", encounter=encounter)])
+    [item_id] = store_flagged(database, [_case("enc-1", encounter=encounter)])
     with database.session() as session:
         item = get_item(session=session, item_id=item_id)
         assert (item.encounter_id, item.model_version, item.status) == ("enc-1", "v7", "pending")
@@ -86,7 +74,7 @@ def test_two_workers_storing_the_same_cases_at_once_share_one_item_each(database
         for r in range(rounds):
             cases = [_case(f"enc-{r}-{i}", actor=actor) for i in range(per_round)]
             barrier.wait()
-            answers.append(_store(database, cases))
+            answers.append(store_flagged(database, cases))
         return answers
 
     with ThreadPoolExecutor(2) as pool:
@@ -102,9 +90,9 @@ def test_two_workers_storing_the_same_cases_at_once_share_one_item_each(database
 
 def test_a_case_sent_twice_keeps_one_item_and_one_event(databases) -> None:
     database, _ = databases
-    first = _store(database, [_case("enc-1"), _case("enc-2"), _case("enc-1")])
+    first = store_flagged(database, [_case("enc-1"), _case("enc-2"), _case("enc-1")])
     assert first[0] == first[2] != first[1]
-    again = _store(database, [_case("enc-2", actor="ehr-b"), _case("enc-3"), _case("enc-2")])
+    again = store_flagged(database, [_case("enc-2", actor="ehr-b"), _case("enc-3"), _case("enc-2")])
     assert again[0] == again[2] == first[1]
     assert again[1] not in first
     with database.session() as session:
