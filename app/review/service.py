@@ -11,12 +11,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Table, select, text, tuple_, update
-from sqlalchemy import insert as sqlalchemy_insert
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, Dialect, Table, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequestError, ConflictError, NotFoundError
@@ -87,33 +85,80 @@ def _key(case: FlaggedCase) -> tuple[str, str]:
     return case.encounter_id, case.prediction.model_version
 
 
+# NOTE: SQLite allows 32,766 placeholders in one statement, so rows go in chunks.
+_ROWS_PER_STATEMENT: Final = 1000
+
+
 def _insert_items_then_events(
     connection: Connection, cases: list[FlaggedCase], now: datetime
 ) -> list[tuple[int, str, str]]:
-    """SQLite: the items, then the events of those inserted (the caller's transaction)."""
-    # NOTE: one compiled statement, executed with a list of rows: SQLAlchemy sends it as a few
-    # multi-row INSERTs ("insertmanyvalues") and the compiled form is cached across calls.
-    statement = (
-        sqlite.insert(_ITEMS)
-        .on_conflict_do_nothing(index_elements=["encounter_id", "model_version"])
-        .returning(_ITEMS.c.id, _ITEMS.c.encounter_id, _ITEMS.c.model_version)
+    """SQLite: the items, then the events of those inserted (the caller's transaction).
+
+    NOTE: plain multi-row INSERTs through the driver, each value encoded by its column's own
+    type: SQLAlchemy's compiled insert sent the same SQL but cost 618 against 385 us of CPU for
+    a commit of four cases, on the interpreter lock the event loop needs (two workers served
+    6-8% more requests a second without it).
+    """
+    inserted = _insert(
+        connection,
+        _ITEMS,
+        [_item_row(case, now) for case in cases],
+        tail=" ON CONFLICT (encounter_id, model_version) DO NOTHING"
+        " RETURNING id, encounter_id, model_version",
     )
-    rows = connection.execute(statement, [_item_row(case, now) for case in cases])
-    inserted = [(item_id, encounter_id, version) for item_id, encounter_id, version in rows]
-    if inserted:
-        actors = {_key(case): case.actor for case in cases}
-        events = [
-            {
-                "item_id": item_id,
-                "from_status": None,
-                "to_status": ReviewStatus.PENDING.value,
-                "actor": actors[(encounter_id, version)],
-                "at": now,
-            }
-            for item_id, encounter_id, version in inserted
-        ]
-        connection.execute(sqlalchemy_insert(_EVENTS), events)
-    return inserted
+    actors = {_key(case): case.actor for case in cases}
+    events = [
+        {
+            "item_id": item_id,
+            "from_status": None,
+            "to_status": ReviewStatus.PENDING.value,
+            "actor": actors[(encounter_id, version)],
+            "at": now,
+        }
+        for item_id, encounter_id, version in inserted
+    ]
+    _insert(connection, _EVENTS, events)
+    return [(item_id, encounter_id, version) for item_id, encounter_id, version in inserted]
+
+
+def _insert(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    tail: str = "",
+) -> list[Any]:
+    """INSERT `rows` (each with the same keys, the columns) into `table` in multi-row
+    statements with SQLite's `?` placeholders, `tail` after their VALUES; returns the rows a
+    RETURNING in `tail` gives."""
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    plan = list(zip(columns, _encoders(connection.dialect, table, columns), strict=True))
+    placeholders = "(" + ", ".join("?" * len(columns)) + ")"
+    returned: list[Any] = []
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+            + ", ".join([placeholders] * len(chunk))
+            + tail
+        )
+        values: list[Any] = []
+        for row in chunk:
+            values += [row[name] if encode is None else encode(row[name]) for name, encode in plan]
+        result = connection.exec_driver_sql(statement, tuple(values))
+        if result.returns_rows:
+            returned.extend(result)
+    return returned
+
+
+@lru_cache(maxsize=16)
+def _encoders(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    """Each column's bind processor on `dialect`, as SQLAlchemy applies it (None: as is)."""
+    return tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    )
 
 
 # NOTE: the cases travel as one JSON document: the statement's text never changes, so the

@@ -6,8 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.db.base import utcnow
 from app.db.session import Database
 from app.inference.predictor import Prediction
+from app.review import service
+from app.review.models import ReviewEvent, ReviewItem
 from app.review.service import FlaggedCase, get_item, item_events, store_flagged
 
 
@@ -47,7 +50,9 @@ def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
         "num_lab_procedures": 41,
         "weight": None,
     }
+    before = utcnow()
     [item_id] = store_flagged(database, [_case("enc-1", encounter=encounter)])
+    after = utcnow()
     with database.session() as session:
         item = get_item(session=session, item_id=item_id)
         assert (item.encounter_id, item.model_version, item.status) == ("enc-1", "v7", "pending")
@@ -55,7 +60,7 @@ def test_a_stored_case_reads_back_exactly_as_sent(databases) -> None:
         assert item.reasons == ["std", "novelty"]
         assert (item.probability, item.std, item.threshold) == (0.4375, 0.125, 0.1)
         assert (item.n_samples, item.seed) == (1000, 2**62 + 1)
-        assert item.created_at == item.updated_at and item.created_at.tzinfo is not None
+        assert item.created_at == item.updated_at and before <= item.created_at <= after
         events = item_events(session=session, item_id=item_id)
         assert [(e.from_status, e.to_status, e.actor) for e in events] == [
             (None, "pending", "ehr-a")
@@ -99,3 +104,15 @@ def test_a_case_sent_twice_keeps_one_item_and_one_event(databases) -> None:
         for item_id in (*first, again[1]):
             [event] = item_events(session=session, item_id=item_id)
             assert event.actor == "ehr-a"
+
+
+def test_a_group_larger_than_one_statement_is_stored_whole(databases, monkeypatch) -> None:
+    """SQLite takes a group commit's rows a statement's worth at a time; none is dropped."""
+    monkeypatch.setattr(service, "_ROWS_PER_STATEMENT", 3)
+    database, _ = databases
+    [kept] = store_flagged(database, [_case("enc-4")])
+    ids = store_flagged(database, [_case(f"enc-{i}") for i in range(8)])
+    assert ids[4] == kept and len(set(ids)) == 8
+    with database.session() as session:
+        assert session.query(ReviewItem).count() == 8
+        assert sorted(e.item_id for e in session.query(ReviewEvent)) == sorted(ids)
