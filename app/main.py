@@ -26,6 +26,7 @@ from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessE
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.observability.turn import TurnBuffer
 from app.review.intake import Intake
+from app.review.writer_process import WriterProcess
 from app.web.render import STATIC_DIR
 
 log = logging.getLogger("triage")
@@ -33,8 +34,8 @@ log = logging.getLogger("triage")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model (checksum verified), start its scoring process, open the database, run
-    the batcher; undo on exit."""
+    """Load the model (checksum verified), start its scoring process, open the database and
+    start the review-queue writer, run the batcher; undo on exit."""
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     inference = settings.inference
@@ -60,6 +61,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
+    writer = None
+    if settings.review_writer_process:
+        writer = WriterProcess(
+            settings.database_url,
+            timeout_s=settings.database_timeout_s,
+            log_level=settings.log_level,
+        )
+        await writer.start()
     batcher = _batcher(settings, predictor, metrics, scoring)
     await batcher.start()
     metrics.set_model(
@@ -80,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_n_samples=settings.inference.max_n_samples,
         observe=TurnBuffer(metrics.observe_predictions, name="predictions").extend,
         max_pending_writes=settings.inference.max_queue_size,
+        writer_process=writer,
     )
     await app.state.intake.start()
     log.info(
@@ -101,6 +111,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await batcher.stop()
         await app.state.intake.stop()
+        if writer is not None:
+            await writer.stop()
         if scoring is not None:
             await scoring.stop()
         database.dispose()

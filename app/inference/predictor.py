@@ -64,6 +64,12 @@ class Prediction(NamedTuple):
     novelty_threshold: float | None = None
 
 
+def prediction_from_json(fields: list[Any]) -> Prediction:
+    """A `Prediction` from its fields in order, as a JSON document gives them back."""
+    fields[5] = tuple(fields[5])  # reasons: a JSON array
+    return Prediction._make(fields)
+
+
 def flag_reasons(
     *, std: float, threshold: float, guard_reasons: Sequence[str] = ()
 ) -> tuple[str, ...]:

@@ -8,33 +8,26 @@ and the serving process used 1.05 of the machine's two cores. A child process sc
 that lock; the event loop only writes the validated records to a pipe and reads the answers
 (no thread, no lock to wait for). MLServer's parallel inference pool is the same design.
 
-Wire format, both ways: `<Q` byte length + one JSON document (pydantic-core: floats round-trip
-exactly, and nothing is unpickled).
+Frames as in `app.core.child_process`:
   first child -> parent: {"model_version", "device", "invariant"} or {"error"}
   parent -> child: [[columns, rows, n_samples, seed], ...], one per (n_samples, seed) group,
                    the records in the encoder's column layout (a quarter of their bytes, and
                    a third of the child's parsing time)
   child -> parent: per group, [[the `Prediction` fields in order], ...]; or {"error"}
 The child scores one message at a time, so answers come back in the order they were asked.
-It leaves SIGINT and SIGTERM to the serving process, which drains its requests first, and
-exits when its stdin closes (also when the serving process dies).
 """
 
 import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import struct
 import sys
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic_core import from_json, to_json
-
+from app.core.child_process import child_streams, end, frame, next_frame, read_frame, write_frame
 from app.core.errors import UnavailableError
 from app.inference.predictor import (
     Prediction,
@@ -42,11 +35,11 @@ from app.inference.predictor import (
     ScoringRequest,
     group_requests,
     in_request_order,
+    prediction_from_json,
 )
 from app.observability.logging import configure_logging
 
 log = logging.getLogger(__name__)
-_LENGTH = struct.Struct("<Q")
 _MODULE = "app.inference.scoring_process"
 
 
@@ -104,12 +97,12 @@ class ScoringProcess:
         )
         assert child.stdout is not None
         try:
-            hello = await asyncio.wait_for(_read_frame(child.stdout), self._start_timeout_s)
+            hello = await asyncio.wait_for(read_frame(child.stdout), self._start_timeout_s)
         except (TimeoutError, asyncio.IncompleteReadError) as exc:
-            await _end(child)
+            await end(child)
             raise ScoringProcessError(f"the scoring process did not start: {exc!r}") from None
         if "error" in hello:
-            await _end(child)
+            await end(child)
             raise ScoringProcessError(f"the scoring process did not start: {hello['error']}")
         self._child = child
         self._answering = True
@@ -126,7 +119,7 @@ class ScoringProcess:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # NOTE: the frame is written in one call and its future queued with it, so answers
         # (which come back in order) always meet their own request.
-        child.stdin.write(_frame(message))
+        child.stdin.write(frame(message))
         self._pending.append(answer)
         # NOTE: a child gone mid-write: its reader fails every pending answer with a 503.
         with contextlib.suppress(ConnectionError):
@@ -143,7 +136,7 @@ class ScoringProcess:
             scored = await answer
         if isinstance(scored, dict):
             raise ScoringProcessError(f"the scoring process failed: {scored.get('error')}")
-        predictions = [[_prediction(row) for row in rows] for rows in scored]
+        predictions = [[prediction_from_json(row) for row in rows] for rows in scored]
         return in_request_order(len(requests), groups, predictions)
 
     async def stop(self) -> None:
@@ -155,7 +148,7 @@ class ScoringProcess:
         if child is not None:
             if child.stdin is not None:
                 child.stdin.close()
-            await _end(child)
+            await end(child)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
@@ -163,7 +156,7 @@ class ScoringProcess:
         assert child.stdout is not None
         try:
             while True:
-                answer = await _read_frame(child.stdout)
+                answer = await read_frame(child.stdout)
                 future = self._pending.popleft()
                 if not future.done():  # NOTE: a cancelled caller's answer is dropped
                     future.set_result(answer)
@@ -198,56 +191,27 @@ class ScoringProcess:
             delay = min(delay * 2, 30.0)
 
 
-def _prediction(row: list[Any]) -> Prediction:
-    row[5] = tuple(row[5])  # reasons
-    return Prediction._make(row)
-
-
-def _frame(message: Any) -> bytes:
-    body = to_json(message, inf_nan_mode="constants")
-    return _LENGTH.pack(len(body)) + body
-
-
-async def _read_frame(stream: asyncio.StreamReader) -> Any:
-    (length,) = _LENGTH.unpack(await stream.readexactly(_LENGTH.size))
-    return from_json(await stream.readexactly(length))
-
-
-async def _end(child: asyncio.subprocess.Process) -> None:
-    try:
-        await asyncio.wait_for(child.wait(), 30)
-    except TimeoutError:
-        child.kill()
-        await child.wait()
-
-
 # The child.
 
 
 def _serve(model_dir: Path, device: str, n_samples: int | None, threads: int | None) -> int:
-    # NOTE: frames go to a private copy of stdout; anything a library prints lands on stderr.
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    stdin = sys.stdin.buffer
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
+    stdin, out = child_streams()
     try:
         predictor = Predictor.load(
             model_dir, device=device, default_n_samples=n_samples, threads=threads
         )
         invariant = predictor.engine.check_batch_invariance(n_samples=predictor.default_n_samples)
     except Exception as exc:
-        _write_frame(out, {"error": f"{type(exc).__name__}: {exc}"})
+        write_frame(out, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
     device_name = str(getattr(predictor.engine, "device", device))
-    _write_frame(
+    write_frame(
         out,
         {"model_version": predictor.model_version, "device": device_name, "invariant": invariant},
     )
     while True:
         try:
-            (length,) = _LENGTH.unpack(_read_exactly(stdin, _LENGTH.size))
-            message = from_json(_read_exactly(stdin, length))
+            message = next_frame(stdin)
         except EOFError:
             return 0
         try:
@@ -255,24 +219,7 @@ def _serve(model_dir: Path, device: str, n_samples: int | None, threads: int | N
         except Exception as exc:  # NOTE: one bad batch fails its requests, not the service
             log.exception("scoring failed in the scoring process")
             answer = {"error": type(exc).__name__}
-        _write_frame(out, answer)
-
-
-def _write_frame(out: BinaryIO, message: Any) -> None:
-    out.write(_frame(message))
-    out.flush()
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytearray:
-    data = bytearray(size)
-    view = memoryview(data)
-    got = 0
-    while got < size:
-        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
-        if not n:
-            raise EOFError
-        got += n
-    return data
+        write_frame(out, answer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,18 +6,22 @@ committed, so a database outage surfaces as a 503 the EHR retries, never as a lo
 Flagged cases of concurrent requests are committed together (group commit): the writer takes
 every request waiting when it is free and stores them in one transaction (on PostgreSQL one
 statement), so one commit (one fsync on SQLite) serves many requests. Each request still waits
-for its own commit, and answers 503 when it does not come within the database timeout.
+for its own commit, and answers 503 when it does not come within the database timeout. The
+commits run in the review-queue writer's child process when the service has one
+(`app.review.writer_process`), else on a database thread of the serving process.
 """
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, NamedTuple, Protocol
 
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.review.service import FlaggedCase, store_flagged
+from app.review.service import FlaggedCase, store_requests
+from app.review.writer_process import WriterProcess
 
 _REQUESTS_PER_COMMIT: Final = 256
 _COMMITS_IN_FLIGHT: Final = 2
@@ -60,6 +64,7 @@ class Intake:
         max_n_samples: int,
         observe: Callable[[Sequence[Prediction]], None] | None = None,
         max_pending_writes: int = 4096,
+        writer_process: WriterProcess | None = None,
     ) -> None:
         self.predictor = predictor
         self.batcher = batcher
@@ -72,11 +77,11 @@ class Intake:
         # the last one's answers wait for the busy event loop (on SQLite it then waits for the
         # write turn, not for the loop).
         self._writer: MicroBatcher[list[FlaggedCase], list[int] | Exception] = MicroBatcher(
-            self._write,
+            partial(store_requests, database),
             max_batch_size=_REQUESTS_PER_COMMIT,
             max_batch_delay_us=0,
             max_queue_size=max_pending_writes,
-            run=self._in_database,
+            run=writer_process.write if writer_process is not None else self._in_database,
             max_in_flight=_COMMITS_IN_FLIGHT,
             name="database write",
         )
@@ -128,30 +133,4 @@ class Intake:
         return written
 
     async def _in_database(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
-        return await self.database.run(self._write, requests)
-
-    def _write(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
-        """Commit several requests' cases in one transaction (runs in a database thread)."""
-        try:
-            ids = self._commit([case for cases in requests for case in cases])
-        except BadRequestError:
-            if len(requests) == 1:
-                raise
-            # NOTE: one request's value cannot be stored: commit each request alone, so the 400
-            # reaches that request only and the others are still stored.
-            return [self._commit_or_error(cases) for cases in requests]
-        out: list[list[int] | Exception] = []
-        start = 0
-        for cases in requests:
-            out.append(ids[start : start + len(cases)])
-            start += len(cases)
-        return out
-
-    def _commit_or_error(self, cases: list[FlaggedCase]) -> list[int] | Exception:
-        try:
-            return self._commit(cases)
-        except (BadRequestError, UnavailableError) as exc:
-            return exc
-
-    def _commit(self, cases: list[FlaggedCase]) -> list[int]:
-        return store_flagged(self.database, cases)
+        return await self.database.run(store_requests, self.database, requests)

@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Connection, Dialect, Table, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequestError, ConflictError, NotFoundError
+from app.core.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
 from app.db.base import utcnow
 from app.db.session import Database
 from app.inference.predictor import Prediction
@@ -79,6 +79,36 @@ def store_flagged(database: Database, cases: Sequence[FlaggedCase]) -> list[int]
     """
     autocommit = database.dialect == "postgresql"
     return database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
+
+
+def store_requests(
+    database: Database, requests: Sequence[Sequence[FlaggedCase]]
+) -> list[list[int] | Exception]:
+    """Commit several requests' cases together (`store_flagged`); each request's item ids.
+
+    A request with a value the database refuses gets its 400 and the others are still stored;
+    an error that fails the whole commit (503) is raised, as is the 400 of a lone request.
+    """
+    try:
+        ids = store_flagged(database, [case for cases in requests for case in cases])
+    except BadRequestError:
+        if len(requests) == 1:
+            raise
+        # NOTE: commit each request alone, so the 400 reaches that request only.
+        return [_store_or_error(database, cases) for cases in requests]
+    out: list[list[int] | Exception] = []
+    start = 0
+    for cases in requests:
+        out.append(ids[start : start + len(cases)])
+        start += len(cases)
+    return out
+
+
+def _store_or_error(database: Database, cases: Sequence[FlaggedCase]) -> list[int] | Exception:
+    try:
+        return store_flagged(database, cases)
+    except (BadRequestError, UnavailableError) as exc:
+        return exc
 
 
 def _key(case: FlaggedCase) -> tuple[str, str]:

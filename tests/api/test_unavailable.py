@@ -24,22 +24,32 @@ def _dead_database(url: str, tmp_path: Any) -> Database:
     return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)
 
 
-async def test_flagged_case_gets_503_when_it_cannot_be_stored(
-    app, client, keys, flag_split, settings, tmp_path
-) -> None:
-    flagged, calm = flag_split
-    app.state.intake.database = _dead_database(settings.database_url, tmp_path)
-    response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert "database" in response.json()["detail"]
-    batch = {"encounters": [calm[0], flagged[1]]}
-    assert (await client.post("/predict/batch", json=batch, headers=keys["ehr"])).status_code == 503
-    # A case that needs no review does not need the queue, so it is still answered.
-    assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
-    app.state.intake.database = app.state.database  # the database is back: the retry is stored
-    retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-    assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
-    assert count_rows(app, "review_items") == 1
+class TestOnADatabaseThread:
+    """The review-queue writer on a database thread of the serving process, whose database
+    these tests can take away (the child process's: `tests/faults`, `tests/review`)."""
+
+    @pytest.fixture
+    def settings(self, settings: Any) -> Any:
+        return settings.model_copy(update={"review_writer_process": False})
+
+    async def test_flagged_case_gets_503_when_it_cannot_be_stored(
+        self, app, client, keys, flag_split, settings, tmp_path
+    ) -> None:
+        flagged, calm = flag_split
+        app.state.intake.database = _dead_database(settings.database_url, tmp_path)
+        response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "database" in response.json()["detail"]
+        batch = {"encounters": [calm[0], flagged[1]]}
+        assert (
+            await client.post("/predict/batch", json=batch, headers=keys["ehr"])
+        ).status_code == 503
+        # A case that needs no review does not need the queue, so it is still answered.
+        assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
+        app.state.intake.database = app.state.database  # the database is back: the retry is stored
+        retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+        assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
+        assert count_rows(app, "review_items") == 1
 
 
 # NOTE: only a database server can drop its clients' connections.
