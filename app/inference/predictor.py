@@ -16,6 +16,7 @@ from app.features.encoder import columns_from_records
 from app.inference.calibration import calibrate
 from app.inference.engine import MCDropoutEngine
 from app.inference.guard import DomainGuard
+from app.inference.prediction import Prediction
 from app.inference.repository import LoadedModel, load_model
 
 HIGH_UNCERTAINTY: Final = "high_uncertainty"
@@ -44,30 +45,6 @@ class ScoringRequest(NamedTuple):
     record: Mapping[str, Any]
     n_samples: int
     seed: int | None = None
-
-
-class Prediction(NamedTuple):
-    """One scored encounter: calibrated probability, uncertainty and the flag decision."""
-
-    probability: float
-    std: float
-    std_standard_error: float | None
-    mutual_information: float | None
-    flagged: bool
-    reasons: tuple[str, ...]
-    threshold: float
-    n_samples: int
-    seed: int
-    model_version: str
-    # The domain guard's novelty score and its threshold; None for a card without a guard.
-    novelty: float | None = None
-    novelty_threshold: float | None = None
-
-
-def prediction_from_json(fields: list[Any]) -> Prediction:
-    """A `Prediction` from its fields in order, as a JSON document gives them back."""
-    fields[5] = tuple(fields[5])  # reasons: a JSON array
-    return Prediction._make(fields)
 
 
 def flag_reasons(

@@ -29,13 +29,13 @@ from typing import Any, NamedTuple
 
 from app.core.child_process import child_streams, end, frame, next_frame, read_frame, write_frame
 from app.core.errors import UnavailableError
+from app.inference.prediction import prediction_from_json
 from app.inference.predictor import (
     Prediction,
     Predictor,
     ScoringRequest,
     group_requests,
     in_request_order,
-    prediction_from_json,
 )
 from app.observability.logging import configure_logging
 

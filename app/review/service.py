@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
 from app.db.base import utcnow
 from app.db.session import Database
-from app.inference.predictor import Prediction
+from app.inference.prediction import Prediction
 from app.review.models import Outcome, ReviewEvent, ReviewItem, ReviewStatus
 from app.review.schemas import SortKey
 

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from app.core.child_process import child_streams, end, frame, next_frame, read_frame, write_frame
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import RUN_THREADS, Database
-from app.inference.predictor import prediction_from_json
+from app.inference.prediction import prediction_from_json
 from app.observability.logging import configure_logging
 from app.review.service import FlaggedCase, store_requests
 

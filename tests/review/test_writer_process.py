@@ -59,11 +59,15 @@ async def test_cases_are_committed_in_the_child_and_read_back(writer, database_u
         database.dispose()
 
 
-async def test_the_database_url_is_not_on_the_child_command_line(writer, database_url) -> None:
+async def test_the_child_has_no_password_on_its_command_line_and_no_torch(
+    writer, database_url
+) -> None:
     child = writer._child
     assert child is not None
     command = Path(f"/proc/{child.pid}/cmdline").read_bytes().decode()
     assert "writer_process" in command and database_url not in command
+    # NOTE: it stores predictions but makes none: torch would cost every worker 190 MB.
+    assert "libtorch" not in Path(f"/proc/{child.pid}/maps").read_text()
 
 
 async def test_a_value_the_database_refuses_fails_only_its_request(database_url) -> None:
