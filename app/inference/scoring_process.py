@@ -19,7 +19,6 @@ The child scores one message at a time, so answers come back in the order they w
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 from collections import deque
@@ -27,8 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from app.core.child_process import child_streams, end, frame, next_frame, read_frame, write_frame
-from app.core.errors import UnavailableError
+from app.core.child_process import ChildProcess, child_streams, next_frame, write_frame
 from app.inference.prediction import prediction_from_json
 from app.inference.predictor import (
     Prediction,
@@ -55,7 +53,7 @@ class Hello(NamedTuple):
     invariant: bool
 
 
-class ScoringProcess:
+class ScoringProcess(ChildProcess):
     """A child process running `Predictor.predict`; start it before use, stop it after."""
 
     def __init__(
@@ -69,126 +67,58 @@ class ScoringProcess:
         start_timeout_s: float = 300.0,
         answer_timeout_s: float = 60.0,
     ) -> None:
-        self._command = [sys.executable, "-m", _MODULE, str(model_dir), "--device", device]
+        command = [sys.executable, "-m", _MODULE, str(model_dir), "--device", device]
         if default_n_samples is not None:
-            self._command += ["--n-samples", str(default_n_samples)]
+            command += ["--n-samples", str(default_n_samples)]
         if threads is not None:
-            self._command += ["--threads", str(threads)]
-        self._command += ["--log-level", log_level]
-        self._start_timeout_s = start_timeout_s
+            command += ["--threads", str(threads)]
+        command += ["--log-level", log_level]
+        super().__init__(
+            command,
+            name="the scoring process",
+            error=ScoringProcessError,
+            start_timeout_s=start_timeout_s,
+        )
         self._answer_timeout_s = answer_timeout_s
-        self._child: asyncio.subprocess.Process | None = None
         self._pending: deque[asyncio.Future[Any]] = deque()
-        self._reader: asyncio.Task[None] | None = None
-        self._restarting: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._answering = False
-
-    @property
-    def alive(self) -> bool:
-        """Whether a started child is running and answering."""
-        return self._answering
 
     async def start(self) -> Hello:
         """Spawn the child and wait until its model is loaded (ScoringProcessError if not)."""
-        self._stopping = False
-        child = await asyncio.create_subprocess_exec(
-            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        assert child.stdout is not None
-        try:
-            hello = await asyncio.wait_for(read_frame(child.stdout), self._start_timeout_s)
-        except (TimeoutError, asyncio.IncompleteReadError) as exc:
-            await end(child)
-            raise ScoringProcessError(f"the scoring process did not start: {exc!r}") from None
-        if "error" in hello:
-            await end(child)
-            raise ScoringProcessError(f"the scoring process did not start: {hello['error']}")
-        self._child = child
-        self._answering = True
-        self._reader = asyncio.create_task(self._read_answers(child), name="scoring answers")
+        hello = await super().start()
         return Hello(hello["model_version"], hello["device"], bool(hello["invariant"]))
 
     async def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in the child, in order (503 while the child is down)."""
-        child = self._child
-        if not self._answering or child is None or child.stdin is None:
-            raise UnavailableError("the scoring process is restarting; retry shortly")
         groups = group_requests(requests)
         message = [[g.columns, len(g.indices), g.n_samples, g.seed] for g in groups]
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # NOTE: the frame is written in one call and its future queued with it, so answers
         # (which come back in order) always meet their own request.
-        child.stdin.write(frame(message))
+        self._write(message)
         self._pending.append(answer)
-        # NOTE: a child gone mid-write: its reader fails every pending answer with a 503.
-        with contextlib.suppress(ConnectionError):
-            await child.stdin.drain()
+        await self._drain()
         try:
             timeout = self._answer_timeout_s
             scored = await asyncio.wait_for(asyncio.shield(answer), timeout)
         except TimeoutError:
-            # NOTE: a hung child is ended like a dead one: its reader fails what it was sent
-            # (503) and a new child starts.
             log.error("no answer in %s s from the scoring process; ending it", timeout)
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
+            self._kill()
             scored = await answer
         if isinstance(scored, dict):
             raise ScoringProcessError(f"the scoring process failed: {scored.get('error')}")
         predictions = [[prediction_from_json(row) for row in rows] for rows in scored]
         return in_request_order(len(requests), groups, predictions)
 
-    async def stop(self) -> None:
-        """Let the child finish what it was sent, then end it."""
-        self._stopping = True
-        if self._restarting is not None:
-            self._restarting.cancel()
-        child, self._child = self._child, None
-        if child is not None:
-            if child.stdin is not None:
-                child.stdin.close()
-            await end(child)
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+    def _deliver(self, message: Any) -> None:
+        future = self._pending.popleft()
+        if not future.done():  # NOTE: a cancelled caller's answer is dropped
+            future.set_result(message)
 
-    async def _read_answers(self, child: asyncio.subprocess.Process) -> None:
-        assert child.stdout is not None
-        try:
-            while True:
-                answer = await read_frame(child.stdout)
-                future = self._pending.popleft()
-                if not future.done():  # NOTE: a cancelled caller's answer is dropped
-                    future.set_result(answer)
-        except asyncio.IncompleteReadError:
-            pass
-        except Exception:  # NOTE: not our protocol: end the child, and a new one starts
-            log.exception("the scoring process answered something unreadable; ending it")
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-        finally:
-            self._answering = False
-            failure = UnavailableError("the scoring process stopped; retry shortly")
-            while self._pending:
-                future = self._pending.popleft()
-                if not future.done():
-                    future.set_exception(failure)
-        if not self._stopping:
-            code = await child.wait()
-            log.error("the scoring process exited (code %s); starting a new one", code)
-            self._restarting = asyncio.create_task(self._restart(), name="scoring restart")
-
-    async def _restart(self) -> None:
-        delay = 0.5
-        while not self._stopping:
-            try:
-                await self.start()
-                log.info("the scoring process is back")
-                return
-            except ScoringProcessError:
-                log.exception("the scoring process did not restart; trying again")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    def _fail_pending(self, failure: Exception) -> None:
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(failure)
 
 
 # The child.

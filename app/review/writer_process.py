@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from app.core.child_process import child_streams, end, frame, next_frame, read_frame, write_frame
+from app.core.child_process import ChildProcess, child_streams, next_frame, write_frame
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import RUN_THREADS, Database
 from app.inference.prediction import prediction_from_json
@@ -38,14 +38,13 @@ from app.review.service import FlaggedCase, store_requests
 
 log = logging.getLogger(__name__)
 _MODULE = "app.review.writer_process"
-_RESTARTING = "the review-queue writer is restarting; retry shortly"
 
 
 class WriterProcessError(RuntimeError):
     """The child could not start."""
 
 
-class WriterProcess:
+class WriterProcess(ChildProcess):
     """A child process running `store_requests`; start it before use, stop it after."""
 
     def __init__(
@@ -56,42 +55,16 @@ class WriterProcess:
         log_level: str = "INFO",
         start_timeout_s: float = 60.0,
     ) -> None:
-        self._command = [sys.executable, "-m", _MODULE, "--log-level", log_level]
-        self._config = {"database_url": database_url, "timeout_s": timeout_s}
+        super().__init__(
+            [sys.executable, "-m", _MODULE, "--log-level", log_level],
+            name="the review-queue writer",
+            error=WriterProcessError,
+            start_timeout_s=start_timeout_s,
+            greeting={"database_url": database_url, "timeout_s": timeout_s},
+        )
         self._timeout_s = timeout_s
-        self._start_timeout_s = start_timeout_s
-        self._child: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count()
-        self._reader: asyncio.Task[None] | None = None
-        self._restarting: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._answering = False
-
-    @property
-    def alive(self) -> bool:
-        """Whether a started child is running and answering."""
-        return self._answering
-
-    async def start(self) -> None:
-        """Spawn the child and hand it the database (WriterProcessError if it cannot start)."""
-        self._stopping = False
-        child = await asyncio.create_subprocess_exec(
-            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(frame(self._config))
-        try:
-            hello = await asyncio.wait_for(read_frame(child.stdout), self._start_timeout_s)
-        except (TimeoutError, asyncio.IncompleteReadError) as exc:
-            await end(child)
-            raise WriterProcessError(f"the review-queue writer did not start: {exc!r}") from None
-        if "error" in hello:
-            await end(child)
-            raise WriterProcessError(f"the review-queue writer did not start: {hello['error']}")
-        self._child = child
-        self._answering = True
-        self._reader = asyncio.create_task(self._read_answers(child), name="writer answers")
 
     async def write(self, requests: Sequence[Sequence[FlaggedCase]]) -> list[list[int] | Exception]:
         """Commit the requests' cases together in the child; per request its ids or its error.
@@ -99,18 +72,12 @@ class WriterProcess:
         503 when the child is down or gives no answer within the database timeout; a commit
         that lands later leaves items the EHR's retry finds (the insert is idempotent).
         """
-        child = self._child
-        if not self._answering or child is None or child.stdin is None:
-            raise UnavailableError(_RESTARTING)
         key = next(self._ids)
+        self._write([key, [[_case_to_json(case) for case in cases] for cases in requests]])
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[key] = answer
-        message = [key, [[_case_to_json(case) for case in cases] for cases in requests]]
-        child.stdin.write(frame(message))
         try:
-            # NOTE: a child gone mid-write: its reader fails every pending answer with a 503.
-            with contextlib.suppress(ConnectionError):
-                await child.stdin.drain()
+            await self._drain()
             async with asyncio.timeout(self._timeout_s):
                 answers = await answer
         except TimeoutError as exc:
@@ -119,56 +86,17 @@ class WriterProcess:
             self._pending.pop(key, None)
         return [_answer_from_json(a) for a in answers]
 
-    async def stop(self) -> None:
-        """Let the child finish what it was sent, then end it."""
-        self._stopping = True
-        if self._restarting is not None:
-            self._restarting.cancel()
-        child, self._child = self._child, None
-        if child is not None:
-            if child.stdin is not None:
-                child.stdin.close()
-            await end(child)
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+    def _deliver(self, message: Any) -> None:
+        key, answers = message
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():  # NOTE: a late answer is dropped
+            future.set_result(answers)
 
-    async def _read_answers(self, child: asyncio.subprocess.Process) -> None:
-        assert child.stdout is not None
-        try:
-            while True:
-                key, answers = await read_frame(child.stdout)
-                future = self._pending.pop(key, None)
-                if future is not None and not future.done():  # NOTE: a late answer is dropped
-                    future.set_result(answers)
-        except asyncio.IncompleteReadError:
-            pass
-        except Exception:  # NOTE: not our protocol: end the child, and a new one starts
-            log.exception("the review-queue writer answered something unreadable; ending it")
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-        finally:
-            self._answering = False
-            failure = UnavailableError(_RESTARTING)
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(failure)
-            self._pending.clear()
-        if not self._stopping:
-            code = await child.wait()
-            log.error("the review-queue writer exited (code %s); starting a new one", code)
-            self._restarting = asyncio.create_task(self._restart(), name="writer restart")
-
-    async def _restart(self) -> None:
-        delay = 0.5
-        while not self._stopping:
-            try:
-                await self.start()
-                log.info("the review-queue writer is back")
-                return
-            except WriterProcessError:
-                log.exception("the review-queue writer did not restart; trying again")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    def _fail_pending(self, failure: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(failure)
+        self._pending.clear()
 
 
 def _case_to_json(case: FlaggedCase) -> list[Any]:
