@@ -80,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.batcher = batcher
     app.state.scoring_process = scoring
+    app.state.writer_process = writer
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
     app.state.intake = Intake(
         predictor=predictor,
@@ -121,6 +122,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "batcher",
             "predictor",
             "scoring_process",
+            "writer_process",
             "database",
             "queue_collector",
         ):
@@ -192,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
-    for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
+    for name in ("intake", "batcher", "predictor", "database", "queue_collector", "writer_process"):
         setattr(app.state, name, None)
     install_error_handlers(app)
     # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).

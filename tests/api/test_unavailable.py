@@ -97,7 +97,7 @@ async def test_ready_when_model_and_database_are_up(client) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "model_loaded": True, "model_version": "test-0.1", "scoring_process": True,
-        "database": True, "status": "ready",
+        "review_writer": True, "database": True, "status": "ready",
     }  # fmt: skip
 
 
@@ -125,3 +125,28 @@ async def test_scoring_process_down_is_503_not_ready_and_recovers(
         await asyncio.sleep(0.1)
     back = await client.post("/predict/batch", json=big, headers=keys["ehr"])
     assert back.status_code == 200 and len(back.json()["predictions"]) == len(big["encounters"])
+
+
+async def test_review_writer_down_is_503_for_flagged_not_ready_and_recovers(
+    app, client, keys, flag_split
+) -> None:
+    flagged, calm = flag_split
+    writer = app.state.writer_process
+    writer._child.kill()
+    await writer._child.wait()
+    while writer.alive:  # NOTE: until the answer reader has seen the pipe close
+        await asyncio.sleep(0.01)
+    down = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert "review-queue writer" in down.json()["detail"]
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["review_writer"] is False
+    # A case that needs no review does not need the writer, so it is still answered.
+    assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
+    for _ in range(600):
+        if (await client.get("/readyz")).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
+    assert count_rows(app, "review_items") == 1
