@@ -27,13 +27,15 @@ Batch invariance (the same encounter gives the same bits alone or inside any bat
 - Every per-encounter quantity is computed row-wise: matrix products whose output row depends
   only on that input row, elementwise operators, and (pairwise) sums over the last dimension of
   a contiguous array.
-- BLAS may still change the summation order with the shape: MKL takes a different (gemv) kernel
-  when a product has one row. The CPU path therefore never runs a product with fewer than two
-  rows (a single encounter is padded with a copy of itself), splits batches into row chunks whose
-  sample-chunk size depends on N only, and never uses a matrix-vector product (the last
-  Linear is an elementwise product and a row sum). MKL's gemm gives the same row for any row
-  count >= 2 and any thread count; `tests/inference` checks it, and
-  `check_batch_invariance()` re-checks it on the serving host at start-up.
+- BLAS may still change the summation order with the shape: MKL takes a matrix-vector kernel
+  for one row on Intel, and on AMD Zen 4 sums the tail rows of a product whose row count is not
+  a multiple of four in another order. The CPU path therefore runs every product on a row count
+  that is a multiple of `ROW_MULTIPLE` (a chunk is padded with zero rows, `padded_rows`), splits
+  batches into such chunks whose sample-chunk size depends on N only, and never uses a
+  matrix-vector product (the last Linear is an elementwise product and a row sum). MKL's gemm
+  then gives the same row for any such row count and any thread count;
+  `tests/inference` checks it, and `check_batch_invariance()` re-checks it on the serving host
+  at start-up.
 - On CUDA, where cuBLAS picks kernels by shape, every chunk is padded to the same fixed row
   count, so each encounter always runs through identically shaped kernels.
 """
@@ -52,6 +54,9 @@ from app.inference.model import BayesianMLP
 
 DEFAULT_N_SAMPLES = 256
 _MASK_CACHE_SIZE = 8
+# NOTE: MKL gives a row the same bits in any product whose row count is a multiple of this
+# (AMD Zen 4 needs 4, Intel any count >= 2; 8 leaves margin).
+ROW_MULTIPLE = 8
 _ROWS_ELEMENTS = 1 << 19  # rows per chunk x N: few, large elementwise passes per batch
 _SAMPLE_ELEMENTS = 1 << 20  # rows x samples x width of one later-layer product
 _MAX_SEED = 2**63 - 1
@@ -201,12 +206,10 @@ class MCDropoutEngine:
         parts, hiddens = [], []
         for chunk in chunks:
             size = chunk.shape[0]
-            # NOTE: padding keeps every product at >= 2 rows on the CPU (MKL's one-row gemv sums
-            # in another order) and at a fixed shape on CUDA (cuBLAS picks kernels by shape).
-            target = rows if self._cuda else max(2, size)
-            if size == 1 and target == 2:
-                chunk = torch.cat([chunk, chunk])  # one op; the copy's row is discarded
-            elif size < target:
+            # NOTE: padding keeps every product at a multiple of `ROW_MULTIPLE` rows on the CPU
+            # and at a fixed shape on CUDA (cuBLAS picks kernels by shape).
+            target = rows if self._cuda else padded_rows(size)
+            if size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
             h = self._deterministic_layers(chunk)
             parts.append(self._chunk(h, n, masks, size))
@@ -291,8 +294,14 @@ class MCDropoutEngine:
         return masks
 
 
+def padded_rows(rows: int) -> int:
+    """The row count a CPU product of `rows` rows runs on: the next multiple of `ROW_MULTIPLE`."""
+    return max(ROW_MULTIPLE, -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE)
+
+
 def _rows_per_chunk(n: int) -> int:
-    return max(2, min(2048, _ROWS_ELEMENTS // n))
+    rows = min(2048, _ROWS_ELEMENTS // n) // ROW_MULTIPLE * ROW_MULTIPLE
+    return max(ROW_MULTIPLE, rows)
 
 
 def _check_seed(seed: int) -> int:

@@ -40,6 +40,7 @@ from app.features.encoder import (
     normalise_category,
 )
 from app.features.icd9 import icd9_chapter
+from app.inference.engine import padded_rows
 from app.inference.model import BayesianMLP
 
 GUARD_FORMAT: Final = 1
@@ -121,13 +122,15 @@ def hidden_features(model: nn.Module | HiddenLayers, x: torch.Tensor | np.ndarra
 
 
 def _padded_rows(x: torch.Tensor | np.ndarray) -> tuple[np.ndarray, int]:
-    """`x` as contiguous float32 rows, one row padded to two (see `_rowwise_product`)."""
+    """`x` as contiguous float32 rows, padded with zero rows to `padded_rows` (see
+    `_rowwise_product`)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().numpy()
     a = np.ascontiguousarray(x, dtype=np.float32)
     rows = a.shape[0]
-    if rows == 1:
-        a = np.concatenate([a, np.zeros_like(a)])
+    target = padded_rows(rows)
+    if rows < target:
+        a = np.concatenate([a, np.zeros((target - rows, a.shape[1]), dtype=a.dtype)])
     return a, rows
 
 
@@ -136,8 +139,8 @@ def _hidden(layers: HiddenLayers, a: np.ndarray) -> np.ndarray:
     h = torch.from_numpy(a)
     # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
     # `addmm` with a contiguous transposed weight, as the engine runs it, gives each row the
-    # same bits in any batch of >= 2 rows; `F.linear` (a transposed view) did not. Nothing here
-    # requires grad (detached weights, an input made from NumPy), so no grad mode is entered.
+    # same bits in any batch padded by `_padded_rows`; `F.linear` (a transposed view) did not.
+    # Nothing here requires grad (detached weights, an input made from NumPy): no grad mode.
     for weight_t, bias in layers:
         h = torch.addmm(bias, h, weight_t).relu_()
     return h.numpy().astype(np.float64)
@@ -146,9 +149,8 @@ def _hidden(layers: HiddenLayers, a: np.ndarray) -> np.ndarray:
 def _rowwise_product(a: np.ndarray, b: torch.Tensor) -> np.ndarray:
     """`a @ b` in float64 where row i of the result depends only on row i of `a`.
 
-    `a` has at least two rows (see `_padded_rows`): MKL's gemm gives a row the same bits for
-    any row count >= 2 (`tests/inference` checks it), while one row would take a
-    matrix-vector kernel that sums in another order.
+    `a` is padded by `_padded_rows`: MKL's gemm gives a row the same bits for any such row count
+    (`tests/inference` checks it), while other counts can take kernels that sum in another order.
     """
     out: np.ndarray = (torch.from_numpy(np.ascontiguousarray(a)) @ b).numpy()
     return out
@@ -277,7 +279,7 @@ class DomainGuard:
         `MCDropoutResult.hidden`): the same product on the same weights, so the same bits.
         """
         if hidden is not None:
-            # NOTE: a lone row is padded once here, and the pad row carried through the product.
+            # NOTE: the rows are padded once here, and the pad rows carried through the product.
             a, rows = _padded_rows(hidden)
             d = a.astype(np.float64) - self.mean
         else:
