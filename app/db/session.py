@@ -2,6 +2,7 @@
 
 import asyncio
 import contextvars
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ def make_engine(url: str, *, timeout_s: float) -> Engine:
     if url.startswith("sqlite"):
         connect_args = {"timeout": timeout_s, "check_same_thread": False}
         if _is_file_url(url):
+            _create_private(make_url(url).database or "")
             # NOTE: a file connection cannot go stale, so no per-checkout ping is needed.
             kwargs.update(pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
         else:
@@ -59,6 +61,15 @@ def make_engine(url: str, *, timeout_s: float) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_private(path: str) -> None:
+    """Create a missing SQLite file readable by its owner only: it holds encounters.
+
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    if path and not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _is_file_url(url: str) -> bool:
