@@ -1,6 +1,7 @@
 """The database engine and sessions: one `Database` per process, opened in the lifespan."""
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import threading
@@ -69,7 +70,9 @@ def _create_private(path: str) -> None:
     SQLite gives its -wal and -shm files the database file's permissions.
     """
     if path and not os.path.exists(path):
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # NOTE: a missing folder is left to the first connect, which reports it as unavailable.
+        with contextlib.suppress(FileNotFoundError):
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _is_file_url(url: str) -> bool:
