@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,7 +40,7 @@ def make_engine(url: str, *, timeout_s: float) -> Engine:
     if url.startswith("sqlite"):
         connect_args = {"timeout": timeout_s, "check_same_thread": False}
         if _is_file_url(url):
-            _create_private(make_url(url).database or "")
+            _create_private(make_url(url))
             # NOTE: a file connection cannot go stale, so no per-checkout ping is needed.
             kwargs.update(pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
         else:
@@ -64,15 +64,16 @@ def make_engine(url: str, *, timeout_s: float) -> Engine:
     return engine
 
 
-def _create_private(path: str) -> None:
+def _create_private(url: URL) -> None:
     """Create a missing SQLite file readable by its owner only: it holds encounters.
 
-    SQLite gives its -wal and -shm files the database file's permissions.
+    SQLite gives its -wal and -shm files the database file's permissions. A `file:` URI is left
+    to SQLite, and so is a missing folder: the first connect reports it as unavailable.
     """
-    if path and not os.path.exists(path):
-        # NOTE: a missing folder is left to the first connect, which reports it as unavailable.
-        with contextlib.suppress(FileNotFoundError):
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if url.query.get("uri") or not url.database:
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(url.database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _is_file_url(url: str) -> bool:
