@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, inspect
 from app.cli import main
 from app.db.models import Base
 
-TABLES = {"api_keys", "review_items", "review_events"}
+TABLES = {"api_keys", "api_key_events", "page_sessions", "review_items", "review_events"}
 
 
 def _tables(url: str) -> set[str]:
