@@ -113,3 +113,15 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
 
 
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# NOTE: admins read the queue (to reassign a case they must see it) but never work it.
+QueueReaderDep = Annotated[Principal, Depends(require(Role.CLINICIAN, Role.ADMIN))]
+
+
+async def get_key_cache(request: Request) -> KeyCache | None:
+    """This process's cache of verified keys, if any."""
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    return cache
+
+
+KeyCacheDep = Annotated[KeyCache | None, Depends(get_key_cache)]

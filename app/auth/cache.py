@@ -9,6 +9,10 @@ need no database write (unflagged predictions) are still answered while the data
 (30 s) by default; 0 turns it off. Only successes are cached, so a new key works at once and a
 bad key always reaches the database's constant-time check.
 
+A key revoked through `POST /admin/keys/{id}/revoke` is dropped at once from the cache of the
+process that served the revocation; the other serving processes (all of them, after
+`triage apikey revoke`) stop accepting it within the TTL, since an entry is never extended.
+
 Entries are keyed by the key's sha256, never the key itself. A dict lookup by that digest leaks
 nothing useful through timing: an attacker cannot choose inputs that collide with a stored digest.
 """
@@ -53,6 +57,11 @@ class KeyCache:
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def forget(self, key_id: int) -> None:
+        """Drop the entries of one key (it was just revoked through this process)."""
+        for digest in [d for d, (_, p) in self._entries.items() if p.key_id == key_id]:
+            self._entries.pop(digest, None)
 
     def clear(self) -> None:
         """Forget every key (for example after revoking one in this process)."""
