@@ -82,8 +82,11 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
     digest = hash_key(key)
     principal = cache.get(digest)
     if principal is None:
+        # NOTE: a revocation served while the database is asked must not be undone by caching
+        # the answer it overtook.
+        generation = cache.generation
         principal = await database.run(_authenticate, database, key)
-        cache.put(digest, principal)
+        cache.put(digest, principal, generation=generation)
     return principal
 
 
