@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, KeyAction, KeyEvent, Role
@@ -105,9 +105,33 @@ def create_key(
     would be told apart only by key number. `actor` defaults to the command line.
     """
     name = clean_name(name)
+    _lock_name(session, name, role)
+    _refuse_taken(session, name, role)  # NOTE: before the insert, so a refusal uses no id
+    prefix = secrets.token_hex(6)
+    key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(name=name, role=role.value, prefix=prefix, key_hash=hash_key(key))
+    session.add(row)
+    session.flush()
+    # NOTE: checked after the insert, which on SQLite holds the write lock until commit, so
+    # a racing creation waits and then sees this key (PostgreSQL: see `_lock_name`).
+    try:
+        _refuse_taken(session, name, role, other_than=row.id)
+    except ConflictError:
+        session.rollback()
+        raise
+    _audit(session, row.id, KeyAction.CREATE, actor or Actor.cli())
+    session.commit()
+    return row, key
+
+
+def _refuse_taken(session: Session, name: str, role: Role, *, other_than: int = 0) -> None:
+    """409 when another live key of `role` is called `name`."""
     taken = session.scalars(
         select(ApiKey.id).where(
-            ApiKey.name == name, ApiKey.role == role.value, ApiKey.revoked_at.is_(None)
+            ApiKey.name == name,
+            ApiKey.role == role.value,
+            ApiKey.revoked_at.is_(None),
+            ApiKey.id != other_than,
         )
     ).first()
     if taken is not None:
@@ -115,14 +139,15 @@ def create_key(
             f"a live {role.value} key named {name!r} already exists (key #{taken}); "
             "choose another name, or revoke that key first"
         )
-    prefix = secrets.token_hex(6)
-    key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey(name=name, role=role.value, prefix=prefix, key_hash=hash_key(key))
-    session.add(row)
-    session.flush()
-    _audit(session, row.id, KeyAction.CREATE, actor or Actor.cli())
-    session.commit()
-    return row, key
+
+
+def _lock_name(session: Session, name: str, role: Role) -> None:
+    """On PostgreSQL, make creations of one name in one role take turns (until commit)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"api key name\0{role.value}\0{name}".encode()).digest()
+    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def list_keys(*, session: Session) -> list[ApiKey]:

@@ -1,5 +1,6 @@
 """Managing keys: `triage apikey list|revoke`, the admin routes, names, audit, revocation."""
 
+import asyncio
 import getpass
 import re
 import time
@@ -167,6 +168,17 @@ async def test_bad_or_taken_names_are_refused(client, keys, body, status) -> Non
         assert "already exists" in answer.json()["detail"]
     listed = (await client.get("/admin/keys", headers=keys["admin"])).json()
     assert len(listed) == 4  # nothing was created
+
+
+async def test_racing_creations_of_one_name_make_one_key(client, keys) -> None:
+    """Admins creating the same clinician name at once: one key, the others 409."""
+    body = {"name": "Dr Kim Park", "role": "clinician"}
+    answers = await asyncio.gather(
+        *(client.post("/admin/keys", json=body, headers=keys["admin"]) for _ in range(6))
+    )
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5
+    listed = (await client.get("/admin/keys", headers=keys["admin"])).json()
+    assert [k["name"] for k in listed].count("Dr Kim Park") == 1
 
 
 async def test_the_same_name_in_another_role_is_allowed(client, keys) -> None:
