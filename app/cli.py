@@ -85,8 +85,15 @@ def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     key_sub = apikey.add_subparsers(dest="apikey_command", required=True)
     create = key_sub.add_parser("create", help="create a key; it is printed once, last on stdout")
     create.add_argument("--role", choices=("ehr", "clinician", "admin"), required=True)
-    create.add_argument("--name", required=True, help="who or what holds the key")
+    create.add_argument(
+        "--name", required=True, help="who or what holds the key (unique among live keys of a role)"
+    )
     create.set_defaults(handler="app.auth.commands:create_key")
+    listing = key_sub.add_parser("list", help="list every key (id, name, role, prefix, dates)")
+    listing.set_defaults(handler="app.auth.commands:list_all")
+    revoke = key_sub.add_parser("revoke", help="revoke a key: its API use and page sessions end")
+    revoke.add_argument("key_id", type=int, metavar="ID", help="the key's id (see `list`)")
+    revoke.set_defaults(handler="app.auth.commands:revoke")
 
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")

@@ -15,7 +15,7 @@ from app.api.body import document_body_types
 from app.api.direct import DirectRoutes
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import health, metrics, predict, review_page, review_queue
+from app.api.routes import admin, health, metrics, predict, review_page, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.core.config import Settings
@@ -203,7 +203,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics_, max_body_bytes=settings.max_body_bytes
     )
-    for router in (predict.router, review_queue.router, health.router, metrics.router):
+    for router in (
+        predict.router,
+        review_queue.router,
+        admin.router,
+        health.router,
+        metrics.router,
+    ):
         app.include_router(router)
     document_body_types(app, predict.BODY_TYPES)
     app.include_router(review_page.router)

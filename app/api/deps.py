@@ -82,8 +82,11 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
     digest = hash_key(key)
     principal = cache.get(digest)
     if principal is None:
+        # NOTE: a revocation served while the database is asked must not be undone by caching
+        # the answer it overtook.
+        generation = cache.generation
         principal = await database.run(_authenticate, database, key)
-        cache.put(digest, principal)
+        cache.put(digest, principal, generation=generation)
     return principal
 
 
@@ -113,3 +116,15 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
 
 
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+# NOTE: admins read the queue (to reassign a case they must see it) but never work it.
+QueueReaderDep = Annotated[Principal, Depends(require(Role.CLINICIAN, Role.ADMIN))]
+
+
+async def get_key_cache(request: Request) -> KeyCache | None:
+    """This process's cache of verified keys, if any."""
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    return cache
+
+
+KeyCacheDep = Annotated[KeyCache | None, Depends(get_key_cache)]

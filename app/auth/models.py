@@ -1,9 +1,9 @@
-"""API keys: only a sha256 of each key is stored, next to a public prefix used to find it."""
+"""API keys (only a sha256 of each is stored), their audit trail and review-page sessions."""
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UTCDateTime, utcnow
@@ -15,6 +15,13 @@ class Role(StrEnum):
     EHR = "ehr"
     CLINICIAN = "clinician"
     ADMIN = "admin"
+
+
+class KeyAction(StrEnum):
+    """What was done to a key."""
+
+    CREATE = "create"
+    REVOKE = "revoke"
 
 
 class ApiKey(Base):
@@ -29,4 +36,33 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class KeyEvent(Base):
+    """One change to a key: which key, what, by whom (an admin key or the command line), when."""
+
+    __tablename__ = "api_key_events"
+    __table_args__ = (CheckConstraint("action IN ('create', 'revoke')", name="action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PageSession(Base):
+    """A signed-in review-page session; the cookie names it, so sign-out can end it here."""
+
+    __tablename__ = "page_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NOTE: a sha256 of the cookie's random session id, as keys are stored: a copy of the
+    # table is no list of live sessions.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -95,9 +95,16 @@ class Intake:
         await self._writer.stop()
 
     async def score(
-        self, encounters: Sequence[Incoming], *, n_samples: int | None, seed: int | None, actor: str
+        self,
+        encounters: Sequence[Incoming],
+        *,
+        n_samples: int | None,
+        seed: int | None,
+        actor: str,
+        actor_key_id: int | None = None,
     ) -> list[Scored]:
-        """Score `encounters` in order and commit the flagged ones (503 if that fails)."""
+        """Score `encounters` in order and commit the flagged ones (503 if that fails), each
+        recorded as queued by the key `actor` (its name) with id `actor_key_id`."""
         n = self.predictor.default_n_samples if n_samples is None else n_samples
         if not self.min_n_samples <= n <= self.max_n_samples:
             raise BadRequestError(
@@ -106,7 +113,7 @@ class Intake:
         requests = [ScoringRequest(e.as_received, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
         flagged = [
-            FlaggedCase(e.encounter_id, e.as_received, p, actor)
+            FlaggedCase(e.encounter_id, e.as_received, p, actor, actor_key_id)
             for e, p in zip(encounters, predictions, strict=True)
             if p.flagged
         ]

@@ -62,7 +62,8 @@ class ReviewItem(Base):
     n_samples: Mapped[int] = mapped_column()
     seed: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value)
-    assignee: Mapped[str | None] = mapped_column(String(200), default=None)
+    assignee: Mapped[str | None] = mapped_column(String(200), default=None)  # the key's name
+    assignee_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -82,6 +83,7 @@ class ReviewEvent(Base):
     )
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))  # the key's name (or who else acted)
+    actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

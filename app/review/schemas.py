@@ -17,7 +17,8 @@ class ReviewEventOut(BaseModel):
 
     from_status: ReviewStatus | None
     to_status: ReviewStatus
-    actor: str
+    actor: str = Field(description="The acting key's name (or the command line).")
+    actor_key_id: int | None = Field(description="The acting key's id: who it was.")
     at: datetime
     detail: dict[str, Any] | None
 
@@ -38,7 +39,8 @@ class ReviewItemOut(BaseModel):
     n_samples: int
     seed: int
     status: ReviewStatus
-    assignee: str | None
+    assignee: str | None = Field(description="The holding (or resolving) key's name.")
+    assignee_key_id: int | None = Field(description="That key's id: who owns the case.")
     outcome: Outcome | None
     note: str | None
     created_at: datetime
@@ -67,3 +69,11 @@ class ResolveIn(BaseModel):
 
     outcome: Outcome
     note: str | None = Field(default=None, max_length=4000)
+
+
+class ReassignIn(BaseModel):
+    """The clinician key that takes over a case in review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee_key_id: int = Field(ge=1, le=2**31 - 1)

@@ -1,8 +1,6 @@
-"""The review queue: idempotent intake of flagged cases, listing, claim and resolve.
+"""The review queue: idempotent intake of flagged cases, reading and listing.
 
-Every status change is a conditional UPDATE (`... WHERE status = <expected>`), so two clinicians
-racing for a case cannot both win, on SQLite or PostgreSQL; each change appends an audit event
-in the same transaction.
+Claiming, releasing, reassigning and resolving a case live in `app.review.workflow`.
 """
 
 import base64
@@ -14,14 +12,14 @@ from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Dialect, Table, select, text, tuple_, update
+from sqlalchemy import Connection, Dialect, Table, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from app.core.errors import BadRequestError, ConflictError, NotFoundError, UnavailableError
+from app.core.errors import BadRequestError, NotFoundError, UnavailableError
 from app.db.base import utcnow
 from app.db.session import Database
 from app.inference.prediction import Prediction
-from app.review.models import Outcome, ReviewEvent, ReviewItem, ReviewStatus
+from app.review.models import ReviewEvent, ReviewItem, ReviewStatus
 from app.review.schemas import SortKey
 
 
@@ -32,7 +30,8 @@ class FlaggedCase:
     encounter_id: str
     encounter: Mapping[str, Any]
     prediction: Prediction
-    actor: str  # the API key that submitted it, for the audit trail
+    actor: str  # the name of the API key that submitted it, for the audit trail
+    actor_key_id: int | None = None  # that key's id
 
 
 # NOTE: intake writes through the tables, not the ORM classes: the ORM's bulk path cost more
@@ -136,13 +135,14 @@ def _insert_items_then_events(
         tail=" ON CONFLICT (encounter_id, model_version) DO NOTHING"
         " RETURNING id, encounter_id, model_version",
     )
-    actors = {_key(case): case.actor for case in cases}
+    actors = {_key(case): (case.actor, case.actor_key_id) for case in cases}
     events = [
         {
             "item_id": item_id,
             "from_status": None,
             "to_status": ReviewStatus.PENDING.value,
-            "actor": actors[(encounter_id, version)],
+            "actor": actors[(encounter_id, version)][0],
+            "actor_key_id": actors[(encounter_id, version)][1],
             "at": now,
         }
         for item_id, encounter_id, version in inserted
@@ -202,7 +202,8 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
     WITH incoming AS (
         SELECT * FROM json_to_recordset(CAST(:cases AS JSON)) AS incoming (
             encounter_id TEXT, model_version TEXT, encounter TEXT, probability FLOAT8,
-            std FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT, seed INT8, actor TEXT
+            std FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT, seed INT8, actor TEXT,
+            actor_key_id INT
         )
     ), inserted AS (
         INSERT INTO review_items (encounter_id, model_version, encounter, probability, std,
@@ -214,8 +215,8 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
         ON CONFLICT (encounter_id, model_version) DO NOTHING
         RETURNING id, encounter_id, model_version
     ), events AS (
-        INSERT INTO review_events (item_id, from_status, to_status, actor, at)
-        SELECT inserted.id, NULL, :status, incoming.actor, :now
+        INSERT INTO review_events (item_id, from_status, to_status, actor, actor_key_id, at)
+        SELECT inserted.id, NULL, :status, incoming.actor, incoming.actor_key_id, :now
         FROM inserted JOIN incoming USING (encounter_id, model_version)
     )
     SELECT id, encounter_id, model_version FROM inserted
@@ -228,7 +229,7 @@ def _insert_in_one_statement(
 ) -> list[tuple[int, str, str]]:
     incoming = []
     for case in cases:
-        fields = _case_fields(case) | {"actor": case.actor}
+        fields = _case_fields(case) | {"actor": case.actor, "actor_key_id": case.actor_key_id}
         for name in ("encounter", "reasons"):
             fields[name] = json.dumps(fields[name])
         incoming.append(fields)
@@ -270,80 +271,6 @@ def item_events(*, session: Session, item_id: int) -> list[ReviewEvent]:
     """The audit trail of one item, oldest first."""
     query = select(ReviewEvent).where(ReviewEvent.item_id == item_id).order_by(ReviewEvent.id)
     return list(session.scalars(query))
-
-
-def claim(*, session: Session, item_id: int, actor: str) -> ReviewItem:
-    """Move a pending item to in_review for `actor`; 409 if someone got there first."""
-    now = utcnow()
-    result = session.execute(
-        update(ReviewItem)
-        .where(ReviewItem.id == item_id, ReviewItem.status == ReviewStatus.PENDING.value)
-        .values(status=ReviewStatus.IN_REVIEW.value, assignee=actor, claimed_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
-        item = get_item(session=session, item_id=item_id)
-        if item.status == ReviewStatus.IN_REVIEW.value and item.assignee == actor:
-            return item  # a retried claim by the same clinician
-        raise ConflictError(_conflict_message(item, "claim"))
-    session.add(
-        ReviewEvent(
-            item_id=item_id, from_status="pending", to_status="in_review", actor=actor, at=now
-        )
-    )
-    session.commit()
-    return get_item(session=session, item_id=item_id)
-
-
-def resolve(
-    *, session: Session, item_id: int, actor: str, outcome: Outcome, note: str | None
-) -> ReviewItem:
-    """Resolve an item the actor has claimed; 409 when it is not theirs or not in review."""
-    now = utcnow()
-    result = session.execute(
-        update(ReviewItem)
-        .where(
-            ReviewItem.id == item_id,
-            ReviewItem.status == ReviewStatus.IN_REVIEW.value,
-            ReviewItem.assignee == actor,
-        )
-        .values(
-            status=ReviewStatus.RESOLVED.value,
-            outcome=outcome.value,
-            note=note,
-            resolved_at=now,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
-        raise ConflictError(
-            _conflict_message(get_item(session=session, item_id=item_id), "resolve")
-        )
-    session.add(
-        ReviewEvent(
-            item_id=item_id,
-            from_status="in_review",
-            to_status="resolved",
-            actor=actor,
-            at=now,
-            detail={"outcome": outcome.value},
-        )
-    )
-    session.commit()
-    item = get_item(session=session, item_id=item_id)
-    session.refresh(item)
-    return item
-
-
-def _conflict_message(item: ReviewItem, action: str) -> str:
-    if item.status == ReviewStatus.RESOLVED.value:
-        return f"review item {item.id} is already resolved"
-    if item.status == ReviewStatus.IN_REVIEW.value:
-        return f"review item {item.id} is already claimed by {item.assignee}"
-    return f"review item {item.id} is pending: claim it before you {action} it"
 
 
 # Sort key -> (column, descending); the id breaks ties so keyset pages never skip or repeat.

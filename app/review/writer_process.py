@@ -12,7 +12,8 @@ Frames as in `app.core.child_process`:
                    user of the host could read a password)
   child -> parent, first: {"ready": true} or {"error"}
   parent -> child: [id, [[case, ...] per request]], a case as
-                   [encounter_id, encounter, [the `Prediction` fields in order], actor]
+                   [encounter_id, encounter, [the `Prediction` fields in order], actor,
+                    actor_key_id]
   child -> parent: [id, [item ids, or the error, per request]]
 The child commits on a pool of threads, as the serving process did (a hung connection holds
 up only its own commit), so answers come back in any order, each with its frame's id.
@@ -100,12 +101,15 @@ class WriterProcess(ChildProcess):
 
 
 def _case_to_json(case: FlaggedCase) -> list[Any]:
-    return [case.encounter_id, case.encounter, list(case.prediction), case.actor]
+    prediction = list(case.prediction)
+    return [case.encounter_id, case.encounter, prediction, case.actor, case.actor_key_id]
 
 
 def _case_from_json(fields: list[Any]) -> FlaggedCase:
-    encounter_id, encounter, prediction, actor = fields
-    return FlaggedCase(encounter_id, encounter, prediction_from_json(prediction), actor)
+    encounter_id, encounter, prediction, actor, actor_key_id = fields
+    return FlaggedCase(
+        encounter_id, encounter, prediction_from_json(prediction), actor, actor_key_id
+    )
 
 
 def _answer_to_json(answer: list[int] | BaseException) -> Any:

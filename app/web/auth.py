@@ -1,9 +1,11 @@
-"""Who is signed in to the review page: the API key behind a verified session cookie."""
+"""Who is signed in to the review page: the API key behind a live, verified session cookie."""
 
 from sqlalchemy.orm import Session
 
-from app.auth.models import ApiKey, Role
+from app.auth.models import Role
 from app.auth.service import Principal
+from app.auth.sessions import live_key
+from app.web.session import WebSession
 
 PAGE_ROLE = Role.CLINICIAN
 
@@ -16,12 +18,15 @@ def refusal_for(role: Role) -> str:
     )
 
 
-def principal_for_key_id(*, session: Session, key_id: int) -> Principal | None:
-    """The clinician whose key has row id `key_id`; None once the key is revoked or not clinical.
+def principal_for(*, session: Session, web: WebSession) -> Principal | None:
+    """The clinician of a signed-in cookie; None once signed out, expired, revoked or not clinical.
 
-    Checked on every request, so revoking a key ends its page sessions at once.
+    Checked on every request, so sign-out and key revocation end the session at once, for
+    every copy of its cookie.
     """
-    row = session.get(ApiKey, key_id)
-    if row is None or row.revoked_at is not None or row.role != PAGE_ROLE.value:
+    if web.key_id is None:
+        return None
+    row = live_key(session=session, key_id=web.key_id, session_id=web.nonce)
+    if row is None or row.role != PAGE_ROLE.value:
         return None
     return Principal(key_id=row.id, name=row.name, role=Role(row.role))

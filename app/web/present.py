@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from app.auth.service import key_label
 from app.features.columns import MEDICATION_COLUMNS
 from app.features.icd9 import icd9_chapter
 from app.review.models import ReviewEvent, ReviewItem
@@ -106,7 +107,8 @@ class CaseView:
     encounter_id: str
     status: str
     status_label: str
-    assignee: str | None
+    assignee: str | None  # the holder as shown: 'name (key #id)'
+    assignee_key_id: int | None
     outcome_label: str | None
     note: str | None
     model_version: str
@@ -246,7 +248,8 @@ def case_view(item: ReviewItem) -> CaseView:
         encounter_id=item.encounter_id,
         status=item.status,
         status_label=STATUS_WORDS.get(item.status, item.status),
-        assignee=item.assignee,
+        assignee=key_label(item.assignee, item.assignee_key_id) if item.assignee else None,
+        assignee_key_id=item.assignee_key_id,
         outcome_label=OUTCOME_WORDS.get(item.outcome) if item.outcome else None,
         note=item.note,
         model_version=item.model_version,
@@ -268,19 +271,25 @@ def case_view(item: ReviewItem) -> CaseView:
 
 
 def event_view(event: ReviewEvent) -> EventView:
-    """Present one audit event: 'Claimed', 'Resolved: Needs follow-up', ..."""
+    """Present one audit event: 'Claimed', 'Released', 'Resolved: Needs follow-up', ..."""
+    detail = event.detail or {}
     if event.from_status is None:
         change = "Flagged and queued"
+    elif event.from_status == event.to_status == "in_review":
+        change = f"Reassigned from {detail.get('from', 'its holder')} to {detail.get('to', '?')}"
     elif event.to_status == "in_review":
         change = "Claimed"
+    elif (event.from_status, event.to_status) == ("in_review", "pending"):
+        change = "Released"
     elif event.to_status == "resolved":
-        outcome = (event.detail or {}).get("outcome")
+        outcome = detail.get("outcome")
         change = f"Resolved: {OUTCOME_WORDS[outcome]}" if outcome in OUTCOME_WORDS else "Resolved"
     else:
         change = f"{STATUS_WORDS.get(event.from_status, event.from_status)} → " + STATUS_WORDS.get(
             event.to_status, event.to_status
         )
-    return EventView(at=when(event.at), actor=event.actor, change=change)
+    actor = key_label(event.actor, event.actor_key_id)
+    return EventView(at=when(event.at), actor=actor, change=change)
 
 
 def _plain(value: Any) -> str:

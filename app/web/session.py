@@ -1,8 +1,9 @@
 """Signed session cookies and CSRF tokens for the review page.
 
 The cookie holds the API key's row id, an expiry and a random nonce, signed with HMAC-SHA256;
-never the key itself. The CSRF token is an HMAC of the nonce, so it is bound to one session
-(a synchroniser token the server can recompute instead of storing).
+never the key itself. The nonce of a signed-in session is also its id in the database
+(`app.auth.sessions`), where sign-out ends it. The CSRF token is an HMAC of the nonce, so it is
+bound to one session (a synchroniser token the server can recompute instead of storing).
 """
 
 import base64
@@ -32,7 +33,7 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True)
 class WebSession:
-    """A verified session: the key id (None before sign-in), its expiry and its nonce."""
+    """A verified session: the key id (None before sign-in), its expiry and its nonce (its id)."""
 
     key_id: int | None
     expires: int

@@ -44,3 +44,14 @@ async def test_revocation_is_honoured_once_the_cache_is_cleared(app, client, key
     app.state.key_cache.clear()  # what the TTL does by itself within 30 s
     response = await client.post("/predict", json=encounters[1], headers=keys["ehr"])
     assert response.status_code == 401
+
+
+def test_an_answer_older_than_a_revocation_is_not_cached() -> None:
+    """A lookup that started before `forget` (the key's revocation) does not re-cache the key."""
+    cache = KeyCache(60)
+    before = cache.generation  # the request reads this, then asks the database
+    cache.forget(PRINCIPAL.key_id)  # meanwhile an admin revokes the key in this process
+    cache.put("digest", PRINCIPAL, generation=before)
+    assert cache.get("digest") is None
+    cache.put("digest", PRINCIPAL, generation=cache.generation)
+    assert cache.get("digest") == PRINCIPAL

@@ -10,11 +10,18 @@ from app.cli import main
 pytestmark = pytest.mark.data
 
 ROUTES = [
-    ("POST", "/predict", "ehr"),
-    ("POST", "/predict/batch", "ehr"),
-    ("GET", "/review-queue", "clinician"),
-    ("GET", "/review-queue/1", "clinician"),
-    ("POST", "/review-queue/1/claim", "clinician"),
+    ("POST", "/predict", {"ehr"}),
+    ("POST", "/predict/batch", {"ehr"}),
+    ("GET", "/review-queue", {"clinician", "admin"}),
+    ("GET", "/review-queue/1", {"clinician", "admin"}),
+    ("POST", "/review-queue/1/claim", {"clinician"}),
+    ("POST", "/review-queue/1/release", {"clinician"}),
+    ("POST", "/review-queue/1/resolve", {"clinician"}),
+    ("POST", "/review-queue/1/reassign", {"admin"}),
+    ("GET", "/admin/keys", {"admin"}),
+    ("POST", "/admin/keys", {"admin"}),
+    ("GET", "/admin/keys/1", {"admin"}),
+    ("POST", "/admin/keys/1/revoke", {"admin"}),
 ]
 
 
@@ -34,8 +41,8 @@ async def test_an_invalid_key_is_401(client, encounters, header) -> None:
 
 
 async def test_other_roles_are_403(client, keys) -> None:
-    for (method, path, role), other in itertools.product(ROUTES, ("ehr", "clinician", "admin")):
-        if other == role:
+    for (method, path, roles), other in itertools.product(ROUTES, ("ehr", "clinician", "admin")):
+        if other in roles:
             continue
         response = await client.request(method, path, headers=keys[other], json={})
         assert response.status_code == 403, (other, path)

@@ -39,6 +39,8 @@ schema = schemathesis.pytest.from_fixture("served")
 def _headers(path: str, keys: dict[str, dict[str, str]]) -> dict[str, str]:
     if path.startswith("/predict"):
         return keys["ehr"]
+    if path.startswith("/admin") or path.endswith("/reassign"):
+        return keys["admin"]
     return keys["clinician"]
 
 

@@ -65,7 +65,8 @@ async def test_review_queue_never_answers_an_ehr_key(app, client, keys, flag_spl
             body = {"outcome": "agree"} if path.endswith("resolve") else None
             answer = await client.request(method, path, json=body, headers=keys["ehr"])
             assert answer.status_code == 403, (method, path, answer.status_code)
-            assert "clinician" in answer.json()["detail"]
+            detail = answer.json()["detail"]
+            assert "needs the role" in detail and "the key is ehr" in detail
             assert "encounter" not in answer.text
     # The review page refuses the key at sign-in.
     form = await client.get("/review/sign-in")

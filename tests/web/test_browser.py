@@ -73,7 +73,7 @@ def test_clinician_claims_and_resolves_a_flagged_case(
         first.get_by_role("button", name="Claim").click()
     assert "You claimed this case" in page.inner_text("main")
     assert page.locator("#case-status").inner_text() == "In review"
-    assert page.locator("#case-assignee").inner_text() == "Dr Ada Rivera"
+    assert page.locator("#case-assignee").inner_text().startswith("Dr Ada Rivera (key #")
 
     page.get_by_label("Override the model").check()
     note = "<b>Recent discharge</b>; will call the GP & review meds"
@@ -107,9 +107,20 @@ def test_a_second_clinician_cannot_claim_the_same_case(browser, live_server, enc
     # Ben's page still shows the claim button he loaded before Ada claimed.
     with ben.expect_navigation():
         card(ben, target).get_by_role("button", name="Claim").click()
-    assert "already claimed by Dr Ada Rivera" in ben.locator("#case-error").inner_text()
-    assert ben.locator("#case-assignee").inner_text() == "Dr Ada Rivera"
+    assert "already claimed by Dr Ada Rivera (key #" in ben.locator("#case-error").inner_text()
+    assert ben.locator("#case-assignee").inner_text().startswith("Dr Ada Rivera (key #")
     assert ben.get_by_role("button", name="Record outcome").count() == 0
+    assert ben.get_by_role("button", name="Release").count() == 0
+
+    # Ada cannot finish it and gives it back; Ben can then take it.
+    with ada.expect_navigation():
+        ada.get_by_role("button", name="Release").click()
+    assert ada.locator("#case-status").inner_text() == "Pending"
+    assert "back in the queue" in ada.inner_text("main")
+    ben.goto(f"{live_server.url}/review/cases/{flagged[0]['review_item_id']}")
+    with ben.expect_navigation():
+        ben.get_by_role("button", name="Claim this case").click()
+    assert ben.locator("#case-assignee").inner_text().startswith("Dr Ben Okafor (key #")
     ada.context.close()
     ben.context.close()
 

@@ -161,3 +161,35 @@ async def test_sign_out_clears_the_cookie(client, page_keys) -> None:
 async def test_list_fragment_needs_a_session(client) -> None:
     response = await client.get("/review/list")
     assert response.status_code == 401
+
+
+async def test_the_holder_releases_a_case_from_its_page(app, page_keys, encounters) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://triage.test") as ada,
+        httpx.AsyncClient(transport=transport, base_url="http://triage.test") as ben,
+    ):
+        item_id = await flag_one(ada, page_keys, encounters)
+        await sign_in(ada, page_keys["clinician"])
+        await sign_in(ben, page_keys["clinician2"])
+        ada_token = csrf((await ada.get("/review")).text)
+        ben_token = csrf((await ben.get("/review")).text)
+        await ada.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ada_token})
+        assert 'id="release-button"' in (await ada.get(f"/review/cases/{item_id}")).text
+        others_view = (await ben.get(f"/review/cases/{item_id}")).text
+        assert 'id="release-button"' not in others_view and "is reviewing this case" in others_view
+
+        url = f"/review/cases/{item_id}/release"
+        assert (await ada.post(url, data={})).status_code == 403  # no CSRF token
+        stolen = await ben.post(url, data={"csrf_token": ben_token})
+        assert stolen.status_code == 409
+        assert "already claimed by Dr Ada Rivera (key #" in stolen.text
+        released = await ada.post(url, data={"csrf_token": ada_token})
+        assert released.status_code == 303
+        page = (await ada.get(released.headers["location"])).text
+        assert 'id="case-status">Pending<' in page and "back in the queue" in page
+        assert re.search(r"Released <span class=\"by\">by Dr Ada Rivera \(key #\d+\)", page)
+        again = await ada.post(url, data={"csrf_token": ada_token})
+        assert again.status_code == 409 and "nothing to release" in again.text
+        taken = await ben.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ben_token})
+        assert taken.status_code == 303

@@ -1,11 +1,17 @@
-"""Session cookies and CSRF tokens: signing, tampering, expiry, binding, cookie flags, origin."""
+"""Session cookies and CSRF tokens: signing, tampering, expiry, binding, cookie flags, origin;
+server-side sessions: sign-out and key revocation end every copy of a cookie."""
 
 from types import SimpleNamespace
+from typing import Any
 
+import httpx
+import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.web.session import COOKIE_NAME, SessionSigner, clear_cookie, same_origin, set_cookie
+from tests.web.conftest import SESSION_SECRET, make_keys
+from tests.web.test_pages import csrf, flag_one, sign_in
 
 SECRET = "a-test-secret-that-is-long-enough"
 
@@ -75,3 +81,118 @@ def test_origin_check() -> None:
     assert not same_origin(_request({**host, "origin": "null"}))
     assert not same_origin(_request({**host, "sec-fetch-site": "cross-site"}))
     assert same_origin(_request({**host, "sec-fetch-site": "same-origin"}))
+
+
+# ------------------------------------------------ server-side sessions, on both backends
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """Unlike the other page tests, these run on SQLite and PostgreSQL: sessions are rows."""
+    from bench.harness import migrate_to_head
+
+    return migrate_to_head(empty_database_url)
+
+
+@pytest.fixture
+def page_keys(app: Any) -> dict[str, str]:
+    """Plain keys per role."""
+    return make_keys(app)
+
+
+def _client(app: Any, cookie: str | None = None) -> httpx.AsyncClient:
+    """A browser of its own; `cookie` is a session cookie value copied from another one."""
+    cookies = {COOKIE_NAME: cookie} if cookie is not None else None
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://triage.test", cookies=cookies)
+
+
+def _admin(keys: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys['admin']}"}
+
+
+def _key_id(app: Any, name: str) -> int:
+    from sqlalchemy import select
+
+    from app.auth.models import ApiKey
+
+    with app.state.database.session() as session:
+        return int(session.scalars(select(ApiKey.id).where(ApiKey.name == name)).one())
+
+
+@pytest.mark.data
+async def test_a_cookie_copied_before_sign_out_is_refused_after_it(
+    app, page_keys, encounters
+) -> None:
+    async with _client(app) as ada:
+        item_id = await flag_one(ada, page_keys, encounters)
+        await sign_in(ada, page_keys["clinician"])
+        token = csrf((await ada.get("/review")).text)
+        copied = ada.cookies[COOKIE_NAME]
+        async with _client(app, copied) as thief:
+            assert (await thief.get("/review")).status_code == 200  # a live copy works
+            signed_out = await ada.post("/review/sign-out", data={"csrf_token": token})
+            assert signed_out.status_code == 303
+            page = await thief.get("/review")
+            assert page.status_code == 303 and page.headers["location"] == "/review/sign-in"
+            claim = await thief.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+            assert claim.status_code == 303 and claim.headers["location"] == "/review/sign-in"
+            assert (await thief.get("/review/list")).status_code == 401
+    api = await _api_item(app, page_keys, item_id)
+    assert api["status"] == "pending" and api["assignee_key_id"] is None
+
+
+@pytest.mark.data
+async def test_signing_out_ends_only_that_session(app, page_keys) -> None:
+    async with _client(app) as desk, _client(app) as ward:
+        await sign_in(desk, page_keys["clinician"])
+        await sign_in(ward, page_keys["clinician"])
+        token = csrf((await desk.get("/review")).text)
+        await desk.post("/review/sign-out", data={"csrf_token": token})
+        assert (await desk.get("/review")).status_code == 303
+        assert (await ward.get("/review")).status_code == 200
+
+
+@pytest.mark.data
+async def test_revoking_the_key_ends_its_sessions(app, page_keys, encounters) -> None:
+    async with _client(app) as ada:
+        item_id = await flag_one(ada, page_keys, encounters)
+        await sign_in(ada, page_keys["clinician"])
+        token = csrf((await ada.get("/review")).text)
+        key_id = _key_id(app, "Dr Ada Rivera")
+        revoked = await ada.post(f"/admin/keys/{key_id}/revoke", headers=_admin(page_keys))
+        assert revoked.status_code == 200, revoked.text
+        page = await ada.get("/review")
+        assert page.status_code == 303 and page.headers["location"] == "/review/sign-in"
+        claim = await ada.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+        assert claim.status_code == 303 and claim.headers["location"] == "/review/sign-in"
+        again = await sign_in(ada, page_keys["clinician"])
+        assert again.status_code == 401 and "revoked" in again.text
+    assert (await _api_item(app, page_keys, item_id))["status"] == "pending"
+
+
+@pytest.mark.data
+async def test_a_correctly_signed_cookie_without_a_session_is_refused(app, page_keys) -> None:
+    """A cookie signed with the secret is not enough: the session must exist (forged, or
+    issued before sessions were kept)."""
+    signer = SessionSigner(SESSION_SECRET)
+    forged = signer.dumps(signer.new_session(_key_id(app, "Dr Ada Rivera")))
+    async with _client(app, forged) as visitor:
+        page = await visitor.get("/review")
+        assert page.status_code == 303 and page.headers["location"] == "/review/sign-in"
+
+
+@pytest.mark.data
+async def test_the_page_shows_the_signed_in_key_with_its_id(app, page_keys) -> None:
+    async with _client(app) as ada:
+        await sign_in(ada, page_keys["clinician"])
+        page = await ada.get("/review")
+    assert f"Dr Ada Rivera (key #{_key_id(app, 'Dr Ada Rivera')})" in page.text
+
+
+async def _api_item(app: Any, keys: dict[str, str], item_id: int) -> dict[str, Any]:
+    async with _client(app) as api:
+        response = await api.get(f"/review-queue/{item_id}", headers=_admin(keys))
+    assert response.status_code == 200, response.text
+    item: dict[str, Any] = response.json()
+    return item

@@ -112,6 +112,7 @@ async def _score(
         n_samples=sampling.n_samples,
         seed=sampling.seed,
         actor=principal.name,
+        actor_key_id=principal.key_id,
     )
 
 

@@ -1,34 +1,30 @@
 """The clinician review page (HTML): sign in with a clinician key, work the queue.
 
-Routes only: listing, claiming and resolving go through `app.review.service`, as the JSON API
-does. Every POST needs the session's CSRF token and a same-site origin.
+Routes only: listing goes through `app.review.service`, claiming, releasing and resolving
+through `app.review.workflow`, as the JSON API does. Sessions live in the database
+(`app.auth.sessions`), so sign-out ends every copy of the cookie. Every POST needs the
+session's CSRF token and a same-site origin.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated, Any, Final, get_args
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import SessionDep, SettingsDep
+from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate
-from app.core.errors import AppError, UnauthorizedError
-from app.review import service
+from app.auth.sessions import end_session, start_session
+from app.core.errors import AppError, BadRequestError, UnauthorizedError
+from app.review import service, workflow
 from app.review.models import Outcome, ReviewStatus
 from app.review.schemas import SortKey
-from app.web.auth import PAGE_ROLE, principal_for_key_id, refusal_for
+from app.web.auth import PAGE_ROLE, refusal_for
 from app.web.present import OUTCOME_WORDS, STATUS_WORDS, case_view, event_view
 from app.web.render import render
-from app.web.session import (
-    COOKIE_NAME,
-    SessionSigner,
-    WebSession,
-    clear_cookie,
-    same_origin,
-    set_cookie,
-    signer_for,
-)
+from app.web.session import clear_cookie, set_cookie
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -38,58 +34,10 @@ SORTS: Final = {k: v for k, v in SORT_WORDS.items() if k in get_args(SortKey)}
 NOTICES: Final = {
     "claimed": "You claimed this case. Review it and record an outcome below.",
     "resolved": "Outcome recorded. The case is resolved.",
+    "released": "You released this case. It is back in the queue for anyone to claim.",
 }
 MAX_NOTE: Final = 4000
 MAX_KEY: Final = 200
-
-
-@dataclass(frozen=True)
-class PageAuth:
-    """The page's view of the caller: signer, verified cookie session and clinician (if any)."""
-
-    signer: SessionSigner
-    web: WebSession | None
-    principal: Principal | None
-    secure: bool
-
-    def csrf(self) -> str:
-        """The CSRF token for forms on this page ('' without a session)."""
-        return self.signer.csrf_token(self.web) if self.web is not None else ""
-
-
-def get_page_auth(request: Request, settings: SettingsDep, session: SessionDep) -> PageAuth:
-    """Verify the session cookie and find the clinician it names (re-checked every request)."""
-    signer = signer_for(request, settings.auth.session_secret)
-    web = signer.loads(request.cookies.get(COOKIE_NAME))
-    principal = None
-    if web is not None and web.key_id is not None:
-        principal = principal_for_key_id(session=session, key_id=web.key_id)
-    return PageAuth(signer, web, principal, settings.auth.secure_cookies)
-
-
-PageAuthDep = Annotated[PageAuth, Depends(get_page_auth)]
-
-
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/review/sign-in", status_code=303)
-
-
-def _forbidden(request: Request, auth: PageAuth, message: str) -> HTMLResponse:
-    context = {"auth": auth, "title": "Request refused", "message": message}
-    return render(request, "error.html", context, status_code=403)
-
-
-def _refused_post(request: Request, auth: PageAuth, token: str) -> HTMLResponse | None:
-    """A 403 page when a POST fails the origin or CSRF check; None when it passes."""
-    if not same_origin(request):
-        return _forbidden(request, auth, "This form was sent from another site, so it was refused.")
-    if not auth.signer.csrf_valid(auth.web, token):
-        return _forbidden(
-            request,
-            auth,
-            "This form has expired or did not come from this page. Reload the page and try again.",
-        )
-    return None
 
 
 def _queue_context(
@@ -124,7 +72,7 @@ def queue_page(
 ) -> Response:
     """The queue: flagged cases with their uncertainty, clinical summary, status and holder."""
     if auth.principal is None:
-        return _to_sign_in()
+        return to_sign_in()
     try:
         context = _queue_context(session, auth, status, sort, cursor, settings.review_page_size)
     except AppError as exc:  # a stale or foreign cursor
@@ -186,7 +134,7 @@ def sign_in(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Check a clinician key and start a signed session; other roles are refused."""
-    refused = _refused_post(request, auth, csrf_token)
+    refused = refused_post(request, auth, csrf_token)
     if refused is not None:
         return refused
     try:
@@ -200,18 +148,27 @@ def sign_in(
         )
     response = RedirectResponse("/review", status_code=303)
     # NOTE: a fresh nonce at sign-in, so a token seen before sign-in is worthless after it.
-    set_cookie(response, auth.signer, auth.signer.new_session(principal.key_id), secure=auth.secure)
+    web = auth.signer.new_session(principal.key_id)
+    start_session(
+        session=session, key_id=principal.key_id, session_id=web.nonce, expires=web.expires
+    )
+    set_cookie(response, auth.signer, web, secure=auth.secure)
     return response
 
 
 @router.post("/sign-out")
 def sign_out(
-    request: Request, auth: PageAuthDep, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    request: Request,
+    auth: PageAuthDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """End the session: the cookie is cleared."""
-    refused = _refused_post(request, auth, csrf_token)
+    """End the session in the database (every copy of the cookie dies) and clear the cookie."""
+    refused = refused_post(request, auth, csrf_token)
     if refused is not None:
         return refused
+    if auth.web is not None and auth.web.key_id is not None:
+        end_session(session=session, session_id=auth.web.nonce)
     response = RedirectResponse("/review/sign-in", status_code=303)
     clear_cookie(response, secure=auth.secure)
     return response
@@ -252,8 +209,32 @@ def case_page(
 ) -> Response:
     """One case: the encounter, its uncertainty, the audit trail, and claim or resolve."""
     if auth.principal is None:
-        return _to_sign_in()
+        return to_sign_in()
     return _case_page(request, auth, session, item_id, notice=NOTICES.get(done))
+
+
+def _case_action(
+    request: Request,
+    auth: PageAuth,
+    session: SessionDep,
+    item_id: int,
+    csrf_token: str,
+    act: Callable[[Principal], object],
+    done: str,
+) -> Response:
+    """Run one change to a case for the signed-in clinician; its error shows on the case page."""
+    if auth.principal is None:
+        return to_sign_in()
+    refused = refused_post(request, auth, csrf_token)
+    if refused is not None:
+        return refused
+    try:
+        act(auth.principal)
+    except AppError as exc:
+        return _case_page(
+            request, auth, session, item_id, error=exc.message, status_code=exc.status_code
+        )
+    return RedirectResponse(f"/review/cases/{item_id}?done={done}", status_code=303)
 
 
 @router.post("/cases/{item_id}/claim", response_class=HTMLResponse)
@@ -265,18 +246,27 @@ def claim_case(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Claim a pending case; another clinician's claim wins with a clear message (409)."""
-    if auth.principal is None:
-        return _to_sign_in()
-    refused = _refused_post(request, auth, csrf_token)
-    if refused is not None:
-        return refused
-    try:
-        service.claim(session=session, item_id=item_id, actor=auth.principal.name)
-    except AppError as exc:
-        return _case_page(
-            request, auth, session, item_id, error=exc.message, status_code=exc.status_code
-        )
-    return RedirectResponse(f"/review/cases/{item_id}?done=claimed", status_code=303)
+
+    def act(actor: Principal) -> object:
+        return workflow.claim(session=session, item_id=item_id, actor=actor)
+
+    return _case_action(request, auth, session, item_id, csrf_token, act, "claimed")
+
+
+@router.post("/cases/{item_id}/release", response_class=HTMLResponse)
+def release_case(
+    request: Request,
+    item_id: int,
+    auth: PageAuthDep,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Give back a case you hold, so another clinician can claim it."""
+
+    def act(actor: Principal) -> object:
+        return workflow.release(session=session, item_id=item_id, actor=actor)
+
+    return _case_action(request, auth, session, item_id, csrf_token, act, "released")
 
 
 @router.post("/cases/{item_id}/resolve", response_class=HTMLResponse)
@@ -290,28 +280,18 @@ def resolve_case(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Record the outcome and note of a case you hold."""
-    if auth.principal is None:
-        return _to_sign_in()
-    refused = _refused_post(request, auth, csrf_token)
-    if refused is not None:
-        return refused
-    error = None
-    if outcome not in OUTCOME_WORDS:
-        error = "Choose an outcome: agree, override or needs follow-up."
-    elif len(note) > MAX_NOTE:
-        error = f"The note is too long: at most {MAX_NOTE} characters."
-    if error is not None:
-        return _case_page(request, auth, session, item_id, error=error, status_code=422)
-    try:
-        service.resolve(
+
+    def act(actor: Principal) -> object:
+        if outcome not in OUTCOME_WORDS:
+            raise BadRequestError("Choose an outcome: agree, override or needs follow-up.")
+        if len(note) > MAX_NOTE:
+            raise BadRequestError(f"The note is too long: at most {MAX_NOTE} characters.")
+        return workflow.resolve(
             session=session,
             item_id=item_id,
-            actor=auth.principal.name,
+            actor=actor,
             outcome=Outcome(outcome),
             note=note.strip() or None,
         )
-    except AppError as exc:
-        return _case_page(
-            request, auth, session, item_id, error=exc.message, status_code=exc.status_code
-        )
-    return RedirectResponse(f"/review/cases/{item_id}?done=resolved", status_code=303)
+
+    return _case_action(request, auth, session, item_id, csrf_token, act, "resolved")

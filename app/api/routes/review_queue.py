@@ -1,21 +1,29 @@
-"""The review queue (role clinician): list, read, claim, resolve."""
+"""The review queue: list and read (clinician or admin), claim, release and resolve
+(clinician), reassign (admin)."""
 
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import ClinicianDep, SessionDep, SettingsDep
-from app.review import service
+from app.api.deps import AdminDep, ClinicianDep, QueueReaderDep, SessionDep, SettingsDep
+from app.review import service, workflow
 from app.review.models import ReviewStatus
-from app.review.schemas import ResolveIn, ReviewItemDetail, ReviewItemOut, ReviewPage, SortKey
+from app.review.schemas import (
+    ReassignIn,
+    ResolveIn,
+    ReviewItemDetail,
+    ReviewItemOut,
+    ReviewPage,
+    SortKey,
+)
 
 router = APIRouter(prefix="/review-queue", tags=["review queue"])
 
 
 @router.get("", response_model=ReviewPage)
 def list_queue(
-    _principal: ClinicianDep,
+    _principal: QueueReaderDep,
     session: SessionDep,
     settings: SettingsDep,
     status: ReviewStatus | None = None,
@@ -44,15 +52,33 @@ def list_queue(
 
 
 @router.get("/{item_id}", response_model=ReviewItemDetail)
-def read_item(item_id: int, _principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+def read_item(item_id: int, _principal: QueueReaderDep, session: SessionDep) -> ReviewItemDetail:
     """One item with its audit trail."""
     return _detail(session, item_id)
 
 
 @router.post("/{item_id}/claim", response_model=ReviewItemDetail)
 def claim_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
-    """Take a pending item for review; 409 if another clinician has it."""
-    service.claim(session=session, item_id=item_id, actor=principal.name)
+    """Take a pending item for review; 409 if another clinician key has it."""
+    workflow.claim(session=session, item_id=item_id, actor=principal)
+    return _detail(session, item_id)
+
+
+@router.post("/{item_id}/release", response_model=ReviewItemDetail)
+def release_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+    """Give back an item your key holds (it returns to pending); 409 if you do not hold it."""
+    workflow.release(session=session, item_id=item_id, actor=principal)
+    return _detail(session, item_id)
+
+
+@router.post("/{item_id}/reassign", response_model=ReviewItemDetail)
+def reassign_item(
+    item_id: int, body: ReassignIn, principal: AdminDep, session: SessionDep
+) -> ReviewItemDetail:
+    """Hand an item in review to another live clinician key (admin); 409 if not in review."""
+    workflow.reassign(
+        session=session, item_id=item_id, actor=principal, to_key_id=body.assignee_key_id
+    )
     return _detail(session, item_id)
 
 
@@ -60,9 +86,9 @@ def claim_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> Re
 def resolve_item(
     item_id: int, body: ResolveIn, principal: ClinicianDep, session: SessionDep
 ) -> ReviewItemDetail:
-    """Record the outcome of an item you claimed."""
-    service.resolve(
-        session=session, item_id=item_id, actor=principal.name, outcome=body.outcome, note=body.note
+    """Record the outcome of an item your key holds."""
+    workflow.resolve(
+        session=session, item_id=item_id, actor=principal, outcome=body.outcome, note=body.note
     )
     return _detail(session, item_id)
 
