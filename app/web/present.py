@@ -41,7 +41,12 @@ A1C_WORDS: Final = {
     "None": "Not measured",
 }
 
-STATUS_WORDS: Final = {"pending": "Pending", "in_review": "In review", "resolved": "Resolved"}
+STATUS_WORDS: Final = {
+    "pending": "Pending",
+    "in_review": "In review",
+    "resolved": "Resolved",
+    "superseded": "Superseded",
+}
 OUTCOME_WORDS: Final = {
     "agree": "Agree with the model",
     "override": "Override the model",
@@ -273,6 +278,9 @@ def event_view(event: ReviewEvent) -> EventView:
         change = "Flagged and queued"
     elif event.to_status == "in_review":
         change = "Claimed"
+    elif event.to_status == "superseded":
+        newer = (event.detail or {}).get("item_id")
+        change = f"Superseded by case {newer}" if newer else "Superseded by an unflagged version"
     elif event.to_status == "resolved":
         outcome = (event.detail or {}).get("outcome")
         change = f"Resolved: {OUTCOME_WORDS[outcome]}" if outcome in OUTCOME_WORDS else "Resolved"
