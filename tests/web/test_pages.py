@@ -161,3 +161,23 @@ async def test_sign_out_clears_the_cookie(client, page_keys) -> None:
 async def test_list_fragment_needs_a_session(client) -> None:
     response = await client.get("/review/list")
     assert response.status_code == 401
+
+
+async def test_a_superseded_case_shows_its_status_and_refuses_a_claim(
+    client, page_keys, flag_split
+) -> None:
+    headers = {"Authorization": f"Bearer {page_keys['ehr']}"}
+    ids = []
+    for encounter in flag_split[0][:2]:  # two versions of one encounter, both flagged
+        body = {**encounter, "encounter_id": "enc-page-versions"}
+        response = await client.post("/predict", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["review_item_id"])
+    first, second = ids
+    await sign_in(client, page_keys["clinician"])
+    page = await client.get(f"/review/cases/{first}")
+    assert 'id="case-status">Superseded<' in page.text
+    assert f"Superseded by case {second}" in page.text
+    claim = await client.post(f"/review/cases/{first}/claim", data={"csrf_token": csrf(page.text)})
+    assert claim.status_code == 409
+    assert f"superseded by item {second}" in claim.text
