@@ -12,6 +12,27 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        _migrate(connection)
+        return
+    # NOTE: batch mode rebuilds a table as copy, drop, rename; with foreign keys on, the drop
+    # deletes every row that references the table (ON DELETE CASCADE: a case's whole audit
+    # trail). SQLite's own procedure for schema changes: keys off, change, check, keys on.
+    # The pragma is ignored inside a transaction, so it is set and committed before one.
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        _migrate(connection)
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows with dangling foreign keys: {broken[:5]}")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

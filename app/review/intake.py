@@ -12,6 +12,7 @@ commits run in the review-queue writer's child process when the service has one
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final, NamedTuple, Protocol
@@ -20,9 +21,11 @@ from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.review.service import FlaggedCase, store_requests
+from app.review.service import Case, FlaggedCase, UnflaggedCase, store_requests
+from app.review.versions import content_hash
 from app.review.writer_process import WriterProcess
 
+log = logging.getLogger(__name__)
 _REQUESTS_PER_COMMIT: Final = 256
 _COMMITS_IN_FLIGHT: Final = 2
 
@@ -76,7 +79,7 @@ class Intake:
         # commit runs goes into the next one. Two commits in flight: the next one starts while
         # the last one's answers wait for the busy event loop (on SQLite it then waits for the
         # write turn, not for the loop).
-        self._writer: MicroBatcher[list[FlaggedCase], list[int] | Exception] = MicroBatcher(
+        self._writer: MicroBatcher[list[Case], list[int | None] | Exception] = MicroBatcher(
             partial(store_requests, database),
             max_batch_size=_REQUESTS_PER_COMMIT,
             max_batch_delay_us=0,
@@ -110,23 +113,38 @@ class Intake:
             raise BadRequestError(
                 f"n_samples: must be between {self.min_n_samples} and {self.max_n_samples}"
             )
+        hashes = [content_hash(e.as_received) for e in encounters]
+        _refuse_two_versions(encounters, hashes)
         requests = [ScoringRequest(e.as_received, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
-        flagged = [
-            FlaggedCase(e.encounter_id, e.as_received, p, actor, actor_key_id)
-            for e, p in zip(encounters, predictions, strict=True)
+        cases: list[Case] = [
+            FlaggedCase(e.encounter_id, e.as_received, p, actor, actor_key_id, h)
             if p.flagged
+            else UnflaggedCase(e.encounter_id, p.model_version, h, actor, actor_key_id)
+            for e, p, h in zip(encounters, predictions, hashes, strict=True)
         ]
-        ids = await self._store(flagged) if flagged else []
+        if any(p.flagged for p in predictions):
+            ids = await self._store(cases)
+        else:
+            ids = await self._supersede_or_warn(cases)
         if self.observe is not None:
             self.observe(predictions)
-        item_ids = iter(ids)
         return [
-            Scored(e.encounter_id, p, next(item_ids) if p.flagged else None)
-            for e, p in zip(encounters, predictions, strict=True)
+            Scored(e.encounter_id, p, item_id)
+            for e, p, item_id in zip(encounters, predictions, ids, strict=True)
         ]
 
-    async def _store(self, cases: list[FlaggedCase]) -> list[int]:
+    async def _supersede_or_warn(self, cases: list[Case]) -> list[int | None]:
+        """Supersede the open items of older versions of these unflagged cases."""
+        try:
+            await self._store(cases)
+        except UnavailableError as exc:
+            # NOTE: an unflagged answer is served without the database: a stale open item it
+            # should supersede stays queued until the next version of its encounter is stored.
+            log.warning("unflagged answers served without superseding stale items: %s", exc)
+        return [None] * len(cases)
+
+    async def _store(self, cases: list[Case]) -> list[int | None]:
         """Commit one request's flagged cases through the writer; their item ids in order."""
         # NOTE: `asyncio.timeout`, not `wait_for`, which runs the wait as a task of its own:
         # two more event-loop turns for every flagged answer, each a few ms under load.
@@ -139,5 +157,17 @@ class Intake:
             raise written
         return written
 
-    async def _in_database(self, requests: list[list[FlaggedCase]]) -> list[list[int] | Exception]:
+    async def _in_database(self, requests: list[list[Case]]) -> list[list[int | None] | Exception]:
         return await self.database.run(store_requests, self.database, requests)
+
+
+def _refuse_two_versions(encounters: Sequence[Incoming], hashes: Sequence[str]) -> None:
+    """422 when one request sends two different contents for one encounter_id."""
+    first: dict[str, int] = {}
+    for index, (encounter, digest) in enumerate(zip(encounters, hashes, strict=True)):
+        seen = first.setdefault(encounter.encounter_id, index)
+        if hashes[seen] != digest:
+            raise BadRequestError(
+                f"encounters[{seen}] and encounters[{index}]: encounter_id "
+                f"{encounter.encounter_id!r} sent twice with different contents; send one version"
+            )

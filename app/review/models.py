@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,11 +22,16 @@ from app.db.base import Base, UTCDateTime, utcnow
 
 
 class ReviewStatus(StrEnum):
-    """Where a case stands: pending -> in_review -> resolved."""
+    """Where a case stands: pending -> in_review -> resolved, or superseded by a newer version."""
 
     PENDING = "pending"
     IN_REVIEW = "in_review"
     RESOLVED = "resolved"
+    SUPERSEDED = "superseded"
+
+
+OPEN_STATUSES: Final = (ReviewStatus.PENDING.value, ReviewStatus.IN_REVIEW.value)
+_OPEN: Final = text("status IN ('pending', 'in_review')")
 
 
 class Outcome(StrEnum):
@@ -41,9 +47,20 @@ class ReviewItem(Base):
 
     __tablename__ = "review_items"
     __table_args__ = (
-        # NOTE: the idempotency key: a retried request finds the row instead of adding one.
-        UniqueConstraint("encounter_id", "model_version"),
-        CheckConstraint("status IN ('pending', 'in_review', 'resolved')", name="status"),
+        # NOTE: the idempotency key: a retried request finds the row instead of adding one; a
+        # changed encounter is a new version, and at most one version per encounter is open.
+        UniqueConstraint("encounter_id", "model_version", "content_hash"),
+        Index(
+            "uq_review_items_open_encounter",
+            "encounter_id",
+            "model_version",
+            unique=True,
+            postgresql_where=_OPEN,
+            sqlite_where=_OPEN,
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'in_review', 'resolved', 'superseded')", name="status"
+        ),
         CheckConstraint(
             "outcome IS NULL OR outcome IN ('agree', 'override', 'needs_follow_up')", name="outcome"
         ),
@@ -55,6 +72,7 @@ class ReviewItem(Base):
     encounter_id: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
     encounter: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical encounter
     probability: Mapped[float] = mapped_column(Float)
     std: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[str]] = mapped_column(JSON)

@@ -21,6 +21,7 @@ from app.db.session import Database
 from app.inference.prediction import Prediction
 from app.review.models import ReviewEvent, ReviewItem, ReviewStatus
 from app.review.schemas import SortKey
+from app.review.versions import content_hash, supersede, superseded_events
 
 
 @dataclass(frozen=True)
@@ -32,61 +33,118 @@ class FlaggedCase:
     prediction: Prediction
     actor: str  # the name of the API key that submitted it, for the audit trail
     actor_key_id: int | None = None  # that key's id
+    content_hash: str = ""  # NOTE: `content_hash(encounter)` when not given
 
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            object.__setattr__(self, "content_hash", content_hash(self.encounter))
+
+    @property
+    def model_version(self) -> str:
+        """The version of the model that scored it."""
+        return self.prediction.model_version
+
+
+@dataclass(frozen=True)
+class UnflaggedCase:
+    """A version of an encounter that was not flagged: it only supersedes an open stale item."""
+
+    encounter_id: str
+    model_version: str
+    content_hash: str
+    actor: str
+    actor_key_id: int | None = None
+
+
+Case = FlaggedCase | UnflaggedCase
 
 # NOTE: intake writes through the tables, not the ORM classes: the ORM's bulk path cost more
 # than the SQL it sends.
 _ITEMS = cast(Table, ReviewItem.__table__)
 _EVENTS = cast(Table, ReviewEvent.__table__)
+# NOTE: only a rival committing another version of the same encounter between our supersede
+# and our insert (PostgreSQL; SQLite has one writer) makes a round repeat.
+_ATTEMPTS: Final = 4
 
 
-def queue_flagged(connection: Connection, cases: Sequence[FlaggedCase]) -> list[int]:
-    """Insert each case or find the one already queued for its (encounter, version).
+def queue_flagged(connection: Connection, cases: Sequence[Case]) -> list[int | None]:
+    """Store each flagged case, or find the item already holding its content; supersede the
+    open items of older versions. Returns the item ids in order (None for an unflagged case);
+    the caller commits (`Database.write`).
 
-    Returns the item ids in order; the caller commits (`Database.write`). Race-safe and safe to
-    repeat: `INSERT ... ON CONFLICT DO NOTHING RETURNING` on the unique (encounter_id,
-    model_version) constraint, then one read of the rows that already existed (queued by an
-    earlier request, by a rival at the same moment, or by this call's own earlier attempt).
-    On PostgreSQL the items and their events are one statement (see `store_flagged`).
+    Race-safe and safe to repeat: the open items of other contents of the same encounters are
+    superseded first (one UPDATE), then `INSERT ... ON CONFLICT DO NOTHING RETURNING` (on the
+    unique (encounter_id, model_version, content_hash) and the one-open-item index), then one
+    read of the rows that already existed. A case that lost to a rival's other version of its
+    encounter is tried again, superseding the rival. On PostgreSQL the items and their pending
+    events are one statement (see `_insert_in_one_statement`).
     """
     now = utcnow()
-    unique: dict[tuple[str, str], FlaggedCase] = {}
-    for case in cases:  # NOTE: the same encounter twice is one item with one event
-        unique.setdefault(_key(case), case)
-    if connection.dialect.name == "postgresql":
-        inserted = _insert_in_one_statement(connection, list(unique.values()), now)
-    else:
-        inserted = _insert_items_then_events(connection, list(unique.values()), now)
-    found = {(encounter_id, version): item_id for item_id, encounter_id, version in inserted}
-    missing = unique.keys() - found.keys()
-    if missing:
-        rows = connection.execute(
-            select(ReviewItem.encounter_id, ReviewItem.model_version, ReviewItem.id).where(
-                tuple_(ReviewItem.encounter_id, ReviewItem.model_version).in_(sorted(missing))
+    unique = _one_case_per_content(cases)
+    cases_of = {(c.encounter_id, c.model_version): c for c in unique.values()}
+    found: dict[tuple[str, str, str], int] = {}
+    superseded: list[tuple[int, str, str, str]] = []
+    waiting: list[Case] = list(unique.values())
+    for _ in range(_ATTEMPTS):
+        superseded += supersede(connection, waiting, now)
+        flagged = [c for c in waiting if isinstance(c, FlaggedCase)]
+        if connection.dialect.name == "postgresql":
+            inserted = _insert_in_one_statement(connection, flagged, now)
+        else:
+            inserted = _insert_items_then_events(connection, flagged, now)
+        found.update({tuple(row[1:]): row[0] for row in inserted})
+        missing = [_key(c) for c in flagged if _key(c) not in found]
+        if missing:
+            columns = (ReviewItem.encounter_id, ReviewItem.model_version, ReviewItem.content_hash)
+            rows = connection.execute(
+                select(*columns, ReviewItem.id).where(tuple_(*columns).in_(sorted(missing)))
             )
-        )
-        found.update({(encounter_id, version): item_id for encounter_id, version, item_id in rows})
-    return [found[_key(case)] for case in cases]
+            found.update({(e, v, h): item_id for e, v, h, item_id in rows})
+        waiting = [c for c in flagged if _key(c) not in found]
+        if not waiting:
+            break
+    else:
+        raise UnavailableError("another version of the encounter is being stored; retry shortly")
+    newer = {
+        key: (c.content_hash, found.get(_key(c)), c.actor, c.actor_key_id)
+        for key, c in cases_of.items()
+    }
+    if superseded:
+        connection.execute(_EVENTS.insert(), superseded_events(superseded, newer, now))
+    return [found[_key(c)] if isinstance(c, FlaggedCase) else None for c in cases]
 
 
-def store_flagged(database: Database, cases: Sequence[FlaggedCase]) -> list[int]:
-    """Commit `cases` through `database`'s kept write connections (`queue_flagged`).
+def _one_case_per_content(cases: Sequence[Case]) -> dict[tuple[str, str, str], Case]:
+    """The cases by content (a flagged one first), refusing two contents of one encounter."""
+    unique: dict[tuple[str, str, str], Case] = {}
+    versions: dict[tuple[str, str], str] = {}
+    for case in cases:  # NOTE: the same content twice is one item with one event
+        key = _key(case)
+        if versions.setdefault(key[:2], key[2]) != key[2]:
+            raise BadRequestError(
+                f"encounter_id {case.encounter_id!r}: two different contents in one commit"
+            )
+        current = unique.get(key)
+        if current is None or (
+            isinstance(case, FlaggedCase) and not isinstance(current, FlaggedCase)
+        ):
+            unique[key] = case
+    return unique
 
-    NOTE: on PostgreSQL `queue_flagged` writes with one statement, atomic by itself, so it runs
-    in autocommit, without BEGIN and COMMIT: one round trip to the server instead of four.
-    SQLite's two writes need the transaction.
-    """
-    autocommit = database.dialect == "postgresql"
-    return database.write(partial(queue_flagged, cases=cases), autocommit=autocommit)
+
+def store_flagged(database: Database, cases: Sequence[Case]) -> list[int | None]:
+    """Commit `cases` through `database`'s kept write connections (`queue_flagged`)."""
+    return database.write(partial(queue_flagged, cases=cases))
 
 
 def store_requests(
-    database: Database, requests: Sequence[Sequence[FlaggedCase]]
-) -> list[list[int] | Exception]:
+    database: Database, requests: Sequence[Sequence[Case]]
+) -> list[list[int | None] | Exception]:
     """Commit several requests' cases together (`store_flagged`); each request's item ids.
 
     A request with a value the database refuses gets its 400 and the others are still stored;
-    an error that fails the whole commit (503) is raised, as is the 400 of a lone request.
+    requests sending different versions of one encounter are committed one after another; an
+    error that fails the whole commit (503) is raised, as is the 400 of a lone request.
     """
     try:
         ids = store_flagged(database, [case for cases in requests for case in cases])
@@ -95,7 +153,7 @@ def store_requests(
             raise
         # NOTE: commit each request alone, so the 400 reaches that request only.
         return [_store_or_error(database, cases) for cases in requests]
-    out: list[list[int] | Exception] = []
+    out: list[list[int | None] | Exception] = []
     start = 0
     for cases in requests:
         out.append(ids[start : start + len(cases)])
@@ -103,15 +161,15 @@ def store_requests(
     return out
 
 
-def _store_or_error(database: Database, cases: Sequence[FlaggedCase]) -> list[int] | Exception:
+def _store_or_error(database: Database, cases: Sequence[Case]) -> list[int | None] | Exception:
     try:
         return store_flagged(database, cases)
     except (BadRequestError, UnavailableError) as exc:
         return exc
 
 
-def _key(case: FlaggedCase) -> tuple[str, str]:
-    return case.encounter_id, case.prediction.model_version
+def _key(case: Case) -> tuple[str, str, str]:
+    return case.encounter_id, case.model_version, case.content_hash
 
 
 # NOTE: SQLite allows 32,766 placeholders in one statement, so rows go in chunks.
@@ -120,7 +178,7 @@ _ROWS_PER_STATEMENT: Final = 1000
 
 def _insert_items_then_events(
     connection: Connection, cases: list[FlaggedCase], now: datetime
-) -> list[tuple[int, str, str]]:
+) -> list[tuple[Any, ...]]:
     """SQLite: the items, then the events of those inserted (the caller's transaction).
 
     NOTE: plain multi-row INSERTs through the driver, each value encoded by its column's own
@@ -132,8 +190,7 @@ def _insert_items_then_events(
         connection,
         _ITEMS,
         [_item_row(case, now) for case in cases],
-        tail=" ON CONFLICT (encounter_id, model_version) DO NOTHING"
-        " RETURNING id, encounter_id, model_version",
+        tail=" ON CONFLICT DO NOTHING RETURNING id, encounter_id, model_version, content_hash",
     )
     actors = {_key(case): (case.actor, case.actor_key_id) for case in cases}
     events = [
@@ -141,14 +198,14 @@ def _insert_items_then_events(
             "item_id": item_id,
             "from_status": None,
             "to_status": ReviewStatus.PENDING.value,
-            "actor": actors[(encounter_id, version)][0],
-            "actor_key_id": actors[(encounter_id, version)][1],
+            "actor": actors[(encounter_id, version, digest)][0],
+            "actor_key_id": actors[(encounter_id, version, digest)][1],
             "at": now,
         }
-        for item_id, encounter_id, version in inserted
+        for item_id, encounter_id, version, digest in inserted
     ]
     _insert(connection, _EVENTS, events)
-    return [(item_id, encounter_id, version) for item_id, encounter_id, version in inserted]
+    return [tuple(row) for row in inserted]
 
 
 def _insert(
@@ -201,32 +258,34 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
     """
     WITH incoming AS (
         SELECT * FROM json_to_recordset(CAST(:cases AS JSON)) AS incoming (
-            encounter_id TEXT, model_version TEXT, encounter TEXT, probability FLOAT8,
-            std FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT, seed INT8, actor TEXT,
-            actor_key_id INT
+            encounter_id TEXT, model_version TEXT, content_hash TEXT, encounter TEXT,
+            probability FLOAT8, std FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT,
+            seed INT8, actor TEXT, actor_key_id INT
         )
     ), inserted AS (
-        INSERT INTO review_items (encounter_id, model_version, encounter, probability, std,
-                                  reasons, threshold, n_samples, seed, status, created_at,
-                                  updated_at)
-        SELECT encounter_id, model_version, CAST(encounter AS JSON), probability, std,
-               CAST(reasons AS JSON), threshold, n_samples, seed, :status, :now, :now
+        INSERT INTO review_items (encounter_id, model_version, content_hash, encounter,
+                                  probability, std, reasons, threshold, n_samples, seed, status,
+                                  created_at, updated_at)
+        SELECT encounter_id, model_version, content_hash, CAST(encounter AS JSON), probability,
+               std, CAST(reasons AS JSON), threshold, n_samples, seed, :status, :now, :now
         FROM incoming
-        ON CONFLICT (encounter_id, model_version) DO NOTHING
-        RETURNING id, encounter_id, model_version
+        ON CONFLICT DO NOTHING
+        RETURNING id, encounter_id, model_version, content_hash
     ), events AS (
         INSERT INTO review_events (item_id, from_status, to_status, actor, actor_key_id, at)
         SELECT inserted.id, NULL, :status, incoming.actor, incoming.actor_key_id, :now
-        FROM inserted JOIN incoming USING (encounter_id, model_version)
+        FROM inserted JOIN incoming USING (encounter_id, model_version, content_hash)
     )
-    SELECT id, encounter_id, model_version FROM inserted
+    SELECT id, encounter_id, model_version, content_hash FROM inserted
     """
 )
 
 
 def _insert_in_one_statement(
     connection: Connection, cases: list[FlaggedCase], now: datetime
-) -> list[tuple[int, str, str]]:
+) -> list[tuple[Any, ...]]:
+    if not cases:
+        return []
     incoming = []
     for case in cases:
         fields = _case_fields(case) | {"actor": case.actor, "actor_key_id": case.actor_key_id}
@@ -234,8 +293,7 @@ def _insert_in_one_statement(
             fields[name] = json.dumps(fields[name])
         incoming.append(fields)
     parameters = {"cases": json.dumps(incoming), "status": ReviewStatus.PENDING.value, "now": now}
-    inserted = connection.execute(_INSERT_ITEMS_AND_EVENTS, parameters)
-    return [(item_id, encounter_id, version) for item_id, encounter_id, version in inserted]
+    return [tuple(row) for row in connection.execute(_INSERT_ITEMS_AND_EVENTS, parameters)]
 
 
 def _case_fields(case: FlaggedCase) -> dict[str, Any]:
@@ -244,6 +302,7 @@ def _case_fields(case: FlaggedCase) -> dict[str, Any]:
     return {
         "encounter_id": case.encounter_id,
         "model_version": p.model_version,
+        "content_hash": case.content_hash,
         "encounter": dict(case.encounter),
         "probability": p.probability,
         "std": p.std,
@@ -296,6 +355,8 @@ def list_items(
     query = select(ReviewItem)
     if status is not None:
         query = query.where(ReviewItem.status == status.value)
+    else:  # NOTE: superseded items are history, listed only when asked for by status
+        query = query.where(ReviewItem.status != ReviewStatus.SUPERSEDED.value)
     if min_std is not None:
         query = query.where(ReviewItem.std >= min_std)
     if since is not None:

@@ -18,6 +18,7 @@ from app.core.errors import BadRequestError, ConflictError, NotFoundError
 from app.db.base import utcnow
 from app.review.models import Outcome, ReviewEvent, ReviewItem, ReviewStatus
 from app.review.service import get_item
+from app.review.versions import superseded_message
 
 
 def claim(*, session: Session, item_id: int, actor: Principal) -> ReviewItem:
@@ -37,7 +38,7 @@ def claim(*, session: Session, item_id: int, actor: Principal) -> ReviewItem:
         item = get_item(session=session, item_id=item_id)
         if item.status == ReviewStatus.IN_REVIEW.value and item.assignee_key_id == actor.key_id:
             return item  # a retried claim by the same clinician
-        raise ConflictError(_conflict_message(item, "claim"))
+        raise ConflictError(_conflict_message(session, item, "claim"))
     _event(session, item_id, ReviewStatus.PENDING, ReviewStatus.IN_REVIEW, actor, now)
     session.commit()
     return get_item(session=session, item_id=item_id)
@@ -59,7 +60,7 @@ def release(*, session: Session, item_id: int, actor: Principal) -> ReviewItem:
     )
     if not changed:
         raise ConflictError(
-            _conflict_message(get_item(session=session, item_id=item_id), "release")
+            _conflict_message(session, get_item(session=session, item_id=item_id), "release")
         )
     _event(session, item_id, ReviewStatus.IN_REVIEW, ReviewStatus.PENDING, actor, now)
     session.commit()
@@ -81,7 +82,7 @@ def reassign(*, session: Session, item_id: int, actor: Principal, to_key_id: int
         )
     item = get_item(session=session, item_id=item_id)
     if item.status != ReviewStatus.IN_REVIEW.value:
-        raise ConflictError(_conflict_message(item, "reassign"))
+        raise ConflictError(_conflict_message(session, item, "reassign"))
     if item.assignee_key_id == to_key_id:
         return item  # a retried reassignment
     holder, holder_name = item.assignee_key_id, item.assignee
@@ -136,7 +137,7 @@ def resolve(
     )
     if not changed:
         raise ConflictError(
-            _conflict_message(get_item(session=session, item_id=item_id), "resolve")
+            _conflict_message(session, get_item(session=session, item_id=item_id), "resolve")
         )
     detail = {"outcome": outcome.value}
     _event(session, item_id, ReviewStatus.IN_REVIEW, ReviewStatus.RESOLVED, actor, now, detail)
@@ -186,7 +187,9 @@ def _fresh(session: Session, item_id: int) -> ReviewItem:
     return item
 
 
-def _conflict_message(item: ReviewItem, action: str) -> str:
+def _conflict_message(session: Session, item: ReviewItem, action: str) -> str:
+    if item.status == ReviewStatus.SUPERSEDED.value:
+        return superseded_message(session, item.id)
     if item.status == ReviewStatus.RESOLVED.value:
         return f"review item {item.id} is already resolved"
     if item.status == ReviewStatus.IN_REVIEW.value:

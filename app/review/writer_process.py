@@ -11,10 +11,12 @@ Frames as in `app.core.child_process`:
   parent -> child, first: {"database_url", "timeout_s"} (not on the command line, where any
                    user of the host could read a password)
   child -> parent, first: {"ready": true} or {"error"}
-  parent -> child: [id, [[case, ...] per request]], a case as
+  parent -> child: [id, [[case, ...] per request]], a flagged case as
                    [encounter_id, encounter, [the `Prediction` fields in order], actor,
-                    actor_key_id]
-  child -> parent: [id, [item ids, or the error, per request]]
+                    actor_key_id, hash],
+                   an unflagged one as
+                   {"unflagged": [encounter_id, model_version, hash, actor, actor_key_id]}
+  child -> parent: [id, [item ids (null: unflagged), or the error, per request]]
 The child commits on a pool of threads, as the serving process did (a hung connection holds
 up only its own commit), so answers come back in any order, each with its frame's id.
 """
@@ -35,7 +37,7 @@ from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import RUN_THREADS, Database
 from app.inference.prediction import prediction_from_json
 from app.observability.logging import configure_logging
-from app.review.service import FlaggedCase, store_requests
+from app.review.service import Case, FlaggedCase, UnflaggedCase, store_requests
 
 log = logging.getLogger(__name__)
 _MODULE = "app.review.writer_process"
@@ -67,7 +69,7 @@ class WriterProcess(ChildProcess):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count()
 
-    async def write(self, requests: Sequence[Sequence[FlaggedCase]]) -> list[list[int] | Exception]:
+    async def write(self, requests: Sequence[Sequence[Case]]) -> list[list[int | None] | Exception]:
         """Commit the requests' cases together in the child; per request its ids or its error.
 
         503 when the child is down or gives no answer within the database timeout; a commit
@@ -100,19 +102,30 @@ class WriterProcess(ChildProcess):
         self._pending.clear()
 
 
-def _case_to_json(case: FlaggedCase) -> list[Any]:
-    prediction = list(case.prediction)
-    return [case.encounter_id, case.encounter, prediction, case.actor, case.actor_key_id]
+def _case_to_json(case: Case) -> Any:
+    if isinstance(case, UnflaggedCase):
+        unflagged = [case.encounter_id, case.model_version, case.content_hash, case.actor]
+        return {"unflagged": [*unflagged, case.actor_key_id]}
+    return [
+        case.encounter_id,
+        case.encounter,
+        list(case.prediction),
+        case.actor,
+        case.actor_key_id,
+        case.content_hash,
+    ]
 
 
-def _case_from_json(fields: list[Any]) -> FlaggedCase:
-    encounter_id, encounter, prediction, actor, actor_key_id = fields
+def _case_from_json(fields: Any) -> Case:
+    if isinstance(fields, dict):
+        return UnflaggedCase(*fields["unflagged"])
+    encounter_id, encounter, prediction, actor, actor_key_id, digest = fields
     return FlaggedCase(
-        encounter_id, encounter, prediction_from_json(prediction), actor, actor_key_id
+        encounter_id, encounter, prediction_from_json(prediction), actor, actor_key_id, digest
     )
 
 
-def _answer_to_json(answer: list[int] | BaseException) -> Any:
+def _answer_to_json(answer: list[int | None] | BaseException) -> Any:
     if isinstance(answer, UnavailableError):
         return {"unavailable": answer.message, "retry_after_s": answer.retry_after_s}
     if isinstance(answer, BadRequestError):
@@ -122,7 +135,7 @@ def _answer_to_json(answer: list[int] | BaseException) -> Any:
     return answer
 
 
-def _answer_from_json(answer: Any) -> list[int] | Exception:
+def _answer_from_json(answer: Any) -> list[int | None] | Exception:
     if isinstance(answer, list):
         return answer
     if "unavailable" in answer:
@@ -160,7 +173,7 @@ def _serve() -> int:
 def _commit(
     database: Database, key: int, requests: list[Any], out: BinaryIO, answering: threading.Lock
 ) -> None:
-    answers: list[list[int] | Exception]
+    answers: list[list[int | None] | Exception]
     try:
         answers = store_requests(database, [[_case_from_json(c) for c in r] for r in requests])
     except UnavailableError as exc:

@@ -42,7 +42,12 @@ A1C_WORDS: Final = {
     "None": "Not measured",
 }
 
-STATUS_WORDS: Final = {"pending": "Pending", "in_review": "In review", "resolved": "Resolved"}
+STATUS_WORDS: Final = {
+    "pending": "Pending",
+    "in_review": "In review",
+    "resolved": "Resolved",
+    "superseded": "Superseded",
+}
 OUTCOME_WORDS: Final = {
     "agree": "Agree with the model",
     "override": "Override the model",
@@ -281,6 +286,9 @@ def event_view(event: ReviewEvent) -> EventView:
         change = "Claimed"
     elif (event.from_status, event.to_status) == ("in_review", "pending"):
         change = "Released"
+    elif event.to_status == "superseded":
+        newer = detail.get("item_id")
+        change = f"Superseded by case {newer}" if newer else "Superseded by an unflagged version"
     elif event.to_status == "resolved":
         outcome = detail.get("outcome")
         change = f"Resolved: {OUTCOME_WORDS[outcome]}" if outcome in OUTCOME_WORDS else "Resolved"

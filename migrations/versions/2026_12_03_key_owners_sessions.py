@@ -97,9 +97,10 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_api_key_events_key_id"), table_name="api_key_events")
     op.drop_table("api_key_events")
     for table, column in KEY_COLUMNS:
-        # NOTE: never recreate these tables on SQLite: with foreign keys on, dropping the old
-        # review_items would cascade-delete every review event. SQLite drops the column itself.
-        with op.batch_alter_table(table, recreate="never") as batch:
+        # NOTE: SQLite cannot drop a column that references a table, so batch mode rebuilds
+        # the table; migrations/env.py turns foreign keys off for that, or the rebuild of
+        # review_items would cascade-delete every review event.
+        with op.batch_alter_table(table) as batch:
             batch.drop_column(column)
 
 
@@ -108,7 +109,7 @@ def _add_key_column(table: str, column: str) -> None:
     constraint = f"fk_{table}_{column}_api_keys"
     if op.get_bind().dialect.name == "sqlite":
         # NOTE: SQLite cannot add a constraint to a table, only a column that carries one;
-        # the batch copy-and-move that would otherwise do it is unsafe here (see downgrade).
+        # a column is added in place, where a batch would copy the whole table.
         op.execute(
             f"ALTER TABLE {table} ADD COLUMN {column} INTEGER"
             f" CONSTRAINT {constraint} REFERENCES api_keys (id)"

@@ -52,7 +52,8 @@ def test_constraint_names_follow_the_convention(database_url: str) -> None:
         unique = inspect(engine).get_unique_constraints("review_items")
     finally:
         engine.dispose()
-    assert [u["name"] for u in unique] == ["uq_review_items_encounter_id_model_version"]
+    expected = "uq_review_items_encounter_id_model_version_content_hash"
+    assert [u["name"] for u in unique] == [expected]
 
 
 def _rows(url: str, query: str) -> list[tuple[object, ...]]:

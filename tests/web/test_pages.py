@@ -193,3 +193,23 @@ async def test_the_holder_releases_a_case_from_its_page(app, page_keys, encounte
         assert again.status_code == 409 and "nothing to release" in again.text
         taken = await ben.post(f"/review/cases/{item_id}/claim", data={"csrf_token": ben_token})
         assert taken.status_code == 303
+
+
+async def test_a_superseded_case_shows_its_status_and_refuses_a_claim(
+    client, page_keys, flag_split
+) -> None:
+    headers = {"Authorization": f"Bearer {page_keys['ehr']}"}
+    ids = []
+    for encounter in flag_split[0][:2]:  # two versions of one encounter, both flagged
+        body = {**encounter, "encounter_id": "enc-page-versions"}
+        response = await client.post("/predict", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["review_item_id"])
+    first, second = ids
+    await sign_in(client, page_keys["clinician"])
+    page = await client.get(f"/review/cases/{first}")
+    assert 'id="case-status">Superseded<' in page.text
+    assert f"Superseded by case {second}" in page.text
+    claim = await client.post(f"/review/cases/{first}/claim", data={"csrf_token": csrf(page.text)})
+    assert claim.status_code == 409
+    assert f"superseded by item {second}" in claim.text
