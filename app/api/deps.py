@@ -7,7 +7,7 @@ dependency in the thread pool, and a thread hop per dependency per request is me
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.auth.cache import KeyCache
@@ -15,6 +15,7 @@ from app.auth.models import Role
 from app.auth.service import Principal, authenticate, hash_key
 from app.core.config import Settings
 from app.core.errors import UnavailableError
+from app.db.base import MAX_ID
 from app.db.session import Database
 from app.observability.metrics import Metrics
 from app.review.intake import Intake
@@ -117,6 +118,11 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
 
 ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+# Ids in paths: a number beyond any row's id is refused with 422 before it reaches the driver
+# (which raises OverflowError, a 500, on a value over 64 bits).
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The review item's id.")]
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The API key's id.")]
 # NOTE: admins read the queue (to reassign a case they must see it) but never work it.
 QueueReaderDep = Annotated[Principal, Depends(require(Role.CLINICIAN, Role.ADMIN))]
 

@@ -1,4 +1,7 @@
-"""Per-request context: request id, body-size limit, access log, HTTP metrics, plain 500s."""
+"""Per-request context: request id, body-size limit, access log, HTTP metrics, plain 500s.
+
+A client that disconnects before its answer is counted and logged as status 499, at INFO.
+"""
 
 import logging
 import os
@@ -18,6 +21,9 @@ from app.observability.turn import TurnBuffer
 
 log = logging.getLogger(ACCESS_LOGGER)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# NOTE: nginx's code for "the client closed the connection before the answer": neither a
+# server fault nor a refusal, so it is counted apart from both.
+CLIENT_CLOSED = 499
 
 
 class RequestContextMiddleware:
@@ -39,7 +45,7 @@ class RequestContextMiddleware:
         request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         start = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "started": False, "received": 0}
+        state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "gone": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -51,7 +57,9 @@ class RequestContextMiddleware:
 
         async def limited_receive() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect" and not state["started"]:
+                state["gone"] = True
+            elif message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > self.max_body_bytes:
                     raise HTTPException(413, "request body too large")
@@ -63,11 +71,16 @@ class RequestContextMiddleware:
                 await self._plain(scope, receive, send_with_id, 413, "request body too large")
             else:
                 await self.app(scope, limited_receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error")
-            if not state["started"]:
-                await self._plain(scope, receive, send_with_id, 500, "internal server error")
+        except Exception as exc:
+            if state["gone"]:  # NOTE: the client's doing, not the service's: no traceback
+                log.info("client disconnected before the answer (%s)", type(exc).__name__)
+            else:
+                log.exception("unhandled error")
+                if not state["started"]:
+                    await self._plain(scope, receive, send_with_id, 500, "internal server error")
         finally:
+            if state["gone"]:
+                state["status"] = CLIENT_CLOSED  # whatever the app tried to answer it
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self._answered.add(
                 RequestRecord(

@@ -1,6 +1,7 @@
 """Declarative base with a naming convention, so constraint names match on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime
+from typing import Final
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -13,6 +14,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The largest id a row can have: id columns are `Integer`, 32 bits on PostgreSQL (64 on
+# SQLite), so a larger one names no row on either backend and must not reach the driver.
+MAX_ID: Final = 2**31 - 1
 
 
 def utcnow() -> datetime:

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.db.base import MAX_ID
 from app.review.models import Outcome, ReviewStatus
 
 SortKey = Literal["std", "newest", "age"]
@@ -76,4 +77,4 @@ class ReassignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    assignee_key_id: int = Field(ge=1, le=2**31 - 1)
+    assignee_key_id: int = Field(ge=1, le=MAX_ID)

@@ -6,6 +6,7 @@ Claiming, releasing, reassigning and resolving a case live in `app.review.workfl
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, Dialect, Table, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequestError, NotFoundError, UnavailableError
-from app.db.base import utcnow
+from app.db.base import MAX_ID, utcnow
 from app.db.session import Database
 from app.inference.prediction import Prediction
 from app.review.models import ReviewEvent, ReviewItem, ReviewStatus
@@ -369,8 +370,7 @@ def list_items(
     else:
         query = query.order_by(column, ReviewItem.id)
     if cursor is not None:
-        key, last_id = _decode_cursor(cursor, sort)
-        value = float(key) if sort == "std" else datetime.fromisoformat(str(key))
+        value, last_id = _decode_cursor(cursor, sort)
         seek = tuple_(column, ReviewItem.id)
         start = tuple_(value, last_id)
         query = query.where(seek < start if descending else seek > start)
@@ -391,14 +391,29 @@ def _encode_cursor(sort: str, key: float | str, last_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, sort: str) -> tuple[float | str, int]:
+def _decode_cursor(cursor: str, sort: str) -> tuple[float | datetime, int]:
+    """The sort key and id a cursor holds, each checked: a forged value never reaches the
+    driver (which cannot bind an integer over 64 bits, nor compare a naive timestamp)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         cursor_sort, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise BadRequestError("cursor: not a cursor this API issued") from exc
-    if cursor_sort != sort or not isinstance(last_id, int) or isinstance(key, bool):
+        raise BadRequestError(_NOT_ISSUED) from exc
+    if cursor_sort != sort:
         raise BadRequestError("cursor: issued for another sort order; start again without it")
-    if not isinstance(key, float | int | str):
-        raise BadRequestError("cursor: not a cursor this API issued")
-    return key, last_id
+    if type(last_id) is not int or not 1 <= last_id <= MAX_ID:
+        raise BadRequestError(_NOT_ISSUED)
+    if sort == "std":
+        if type(key) is not float or not math.isfinite(key):  # as issued: a stored std
+            raise BadRequestError(_NOT_ISSUED)
+        return key, last_id
+    try:
+        moment = datetime.fromisoformat(key)
+    except (TypeError, ValueError) as exc:
+        raise BadRequestError(_NOT_ISSUED) from exc
+    if moment.tzinfo is None:
+        raise BadRequestError(_NOT_ISSUED)
+    return moment, last_id
+
+
+_NOT_ISSUED: Final = "cursor: not a cursor this API issued; start again without it"

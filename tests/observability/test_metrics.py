@@ -134,3 +134,48 @@ async def test_logs_are_json_with_a_request_id_and_no_patient_data(
             whole = rf"(?<![0-9A-Za-z.]){re.escape(str(value))}(?![0-9A-Za-z.])"
             assert re.search(whole, text) is None, field
     assert "Leak" not in text
+
+
+async def test_a_client_gone_mid_body_is_a_499_logged_at_info(app, client, keys, caplog) -> None:
+    """A client that hangs up before sending its whole body is its own doing: counted as 499
+    (apart from the service's 500s) and logged without a traceback."""
+    messages = [
+        {"type": "http.request", "body": b'{"encounter_id": "enc-gone", "ag', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    authorization = keys["ehr"]["Authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"triage.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"4000"),
+            (b"authorization", authorization),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("triage.test", 80),
+        "state": {},
+    }
+    with caplog.at_level(logging.INFO):
+        await app(scope, receive, send)
+        await asyncio.sleep(0.2)  # the request counter is flushed once per event-loop turn
+        v = await _scrape(client)
+    assert _get(v, "triage_http_requests_total", method="POST", route="/predict", status="499") == 1
+    assert _get(v, "triage_http_requests_total", method="POST", route="/predict", status="500") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("client disconnected" in r.getMessage() for r in caplog.records)

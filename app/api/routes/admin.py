@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api.deps import AdminDep, KeyCacheDep, SessionDep
+from app.api.deps import AdminDep, KeyCacheDep, KeyId, SessionDep
 from app.auth import service
 from app.auth.schemas import KeyCreated, KeyDetail, KeyIn, KeyOut
 from app.auth.service import Actor
@@ -26,14 +26,14 @@ def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> KeyCrea
 
 
 @router.get("/keys/{key_id}", response_model=KeyDetail)
-def read_key(key_id: int, _principal: AdminDep, session: SessionDep) -> KeyDetail:
+def read_key(key_id: KeyId, _principal: AdminDep, session: SessionDep) -> KeyDetail:
     """One key with its audit trail."""
     return _detail(session, key_id)
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyDetail)
 def revoke_key(
-    key_id: int, principal: AdminDep, session: SessionDep, cache: KeyCacheDep
+    key_id: KeyId, principal: AdminDep, session: SessionDep, cache: KeyCacheDep
 ) -> KeyDetail:
     """Revoke a key: its API use and review-page sessions end. 404 if unknown, 409 if revoked."""
     service.revoke_key(session=session, key_id=key_id, actor=Actor.of(principal))

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final, get_args
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ItemId, SessionDep, SettingsDep
 from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate
@@ -205,7 +205,7 @@ def _case_page(
 
 @router.get("/cases/{item_id}", response_class=HTMLResponse)
 def case_page(
-    request: Request, item_id: int, auth: PageAuthDep, session: SessionDep, done: str = ""
+    request: Request, item_id: ItemId, auth: PageAuthDep, session: SessionDep, done: str = ""
 ) -> Response:
     """One case: the encounter, its uncertainty, the audit trail, and claim or resolve."""
     if auth.principal is None:
@@ -240,7 +240,7 @@ def _case_action(
 @router.post("/cases/{item_id}/claim", response_class=HTMLResponse)
 def claim_case(
     request: Request,
-    item_id: int,
+    item_id: ItemId,
     auth: PageAuthDep,
     session: SessionDep,
     csrf_token: Annotated[str, Form(max_length=200)] = "",
@@ -256,7 +256,7 @@ def claim_case(
 @router.post("/cases/{item_id}/release", response_class=HTMLResponse)
 def release_case(
     request: Request,
-    item_id: int,
+    item_id: ItemId,
     auth: PageAuthDep,
     session: SessionDep,
     csrf_token: Annotated[str, Form(max_length=200)] = "",
@@ -272,7 +272,7 @@ def release_case(
 @router.post("/cases/{item_id}/resolve", response_class=HTMLResponse)
 def resolve_case(
     request: Request,
-    item_id: int,
+    item_id: ItemId,
     auth: PageAuthDep,
     session: SessionDep,
     outcome: Annotated[str, Form(max_length=32)] = "",

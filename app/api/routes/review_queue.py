@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AdminDep, ClinicianDep, QueueReaderDep, SessionDep, SettingsDep
+from app.api.deps import AdminDep, ClinicianDep, ItemId, QueueReaderDep, SessionDep, SettingsDep
 from app.review import service, workflow
 from app.review.models import ReviewStatus
 from app.review.schemas import (
@@ -52,20 +52,20 @@ def list_queue(
 
 
 @router.get("/{item_id}", response_model=ReviewItemDetail)
-def read_item(item_id: int, _principal: QueueReaderDep, session: SessionDep) -> ReviewItemDetail:
+def read_item(item_id: ItemId, _principal: QueueReaderDep, session: SessionDep) -> ReviewItemDetail:
     """One item with its audit trail."""
     return _detail(session, item_id)
 
 
 @router.post("/{item_id}/claim", response_model=ReviewItemDetail)
-def claim_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+def claim_item(item_id: ItemId, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
     """Take a pending item for review; 409 if another clinician key has it."""
     workflow.claim(session=session, item_id=item_id, actor=principal)
     return _detail(session, item_id)
 
 
 @router.post("/{item_id}/release", response_model=ReviewItemDetail)
-def release_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
+def release_item(item_id: ItemId, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
     """Give back an item your key holds (it returns to pending); 409 if you do not hold it."""
     workflow.release(session=session, item_id=item_id, actor=principal)
     return _detail(session, item_id)
@@ -73,7 +73,7 @@ def release_item(item_id: int, principal: ClinicianDep, session: SessionDep) -> 
 
 @router.post("/{item_id}/reassign", response_model=ReviewItemDetail)
 def reassign_item(
-    item_id: int, body: ReassignIn, principal: AdminDep, session: SessionDep
+    item_id: ItemId, body: ReassignIn, principal: AdminDep, session: SessionDep
 ) -> ReviewItemDetail:
     """Hand an item in review to another live clinician key (admin); 409 if not in review."""
     workflow.reassign(
@@ -84,7 +84,7 @@ def reassign_item(
 
 @router.post("/{item_id}/resolve", response_model=ReviewItemDetail)
 def resolve_item(
-    item_id: int, body: ResolveIn, principal: ClinicianDep, session: SessionDep
+    item_id: ItemId, body: ResolveIn, principal: ClinicianDep, session: SessionDep
 ) -> ReviewItemDetail:
     """Record the outcome of an item your key holds."""
     workflow.resolve(
