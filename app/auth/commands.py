@@ -35,7 +35,7 @@ def _run(work: Callable[[Session, Settings], int]) -> int:
         with _session() as (session, settings):
             return work(session, settings)
     except AppError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # NOTE: str() says where, for the operator
         return 1
 
 

@@ -41,6 +41,18 @@ class UnavailableError(AppError):
         self.retry_after_s = retry_after_s
 
 
+class SchemaMissingError(UnavailableError):
+    """The database answers but was never migrated: the service's tables are not there."""
+
+    def __init__(self, where: str) -> None:
+        # NOTE: an HTTP caller is told what is wrong; where the database is, only the operator.
+        super().__init__("the database has no schema: run `triage db upgrade` first", 30)
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"the database at {self.where} has no schema: run `triage db upgrade` first"
+
+
 class UnauthorizedError(AppError):
     """No valid API key came with the request."""
 

@@ -10,14 +10,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.errors import BadRequestError, UnavailableError
+from app.core.errors import BadRequestError, SchemaMissingError, UnavailableError
 
 T = TypeVar("T")
 
@@ -31,6 +38,25 @@ RUN_THREADS = 40
 
 # Errors that mean "the database cannot take this now" rather than "this request is wrong".
 UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+_UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a table that does not exist
+
+
+def _has_no_table(exc: Exception) -> bool:
+    """Tell whether the database said a table does not exist (it was never migrated)."""
+    orig = getattr(exc, "orig", None)  # NOTE: a pool timeout carries no driver error
+    if orig is None:
+        return False
+    return getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE or "no such table" in str(orig)
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be shown: the password hidden, a SQLite file's path made absolute."""
+    parsed = make_url(url)
+    if _is_file_url(url) and parsed.database and not parsed.database.startswith("file:"):
+        parsed = parsed.set(database=str(Path(parsed.database).resolve()))
+    return parsed.render_as_string(hide_password=True)
 
 
 def make_engine(url: str, *, timeout_s: float) -> Engine:
@@ -187,7 +213,13 @@ class Database:
     def _mapped_errors(self, verb: str) -> Iterator[None]:
         try:
             yield
+        except ProgrammingError as exc:
+            if _has_no_table(exc):  # PostgreSQL
+                raise SchemaMissingError(shown_url(self.url)) from exc
+            raise
         except UNAVAILABLE_ERRORS as exc:
+            if _has_no_table(exc):  # SQLite says so with an OperationalError
+                raise SchemaMissingError(shown_url(self.url)) from exc
             raise UnavailableError("the database is unavailable; retry shortly") from exc
         except DataError as exc:
             # NOTE: a value the database refuses (PostgreSQL: a NUL character in text) is the
