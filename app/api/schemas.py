@@ -7,21 +7,11 @@ value is null or absent, never "?". Anything else is a 422 that names the field.
 
 from typing import Annotated, Final, Literal, Required
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, with_config
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, with_config
 from typing_extensions import TypedDict
 
-from app.features.columns import AGE_BUCKETS, DEATH_OR_HOSPICE_DISPOSITIONS, MEDICATION_STATES
+from app.features.columns import AGE_BUCKETS, MEDICATION_STATES
 from app.features.icd9 import ICD9_PATTERN
-
-
-def _not_death_or_hospice(code: int | None) -> int | None:
-    if code is not None and code in DEATH_OR_HOSPICE_DISPOSITIONS:
-        raise ValueError(
-            f"discharge disposition {code} is death or hospice: readmission does not apply, "
-            "so this encounter is not scored"
-        )
-    return code
-
 
 _TEXT_PATTERN: Final = r"^[\w&/,.() +\-]+$"
 _ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
@@ -80,7 +70,14 @@ Encounter = TypedDict(
         ),
         "admission_type_id": Annotated[int | None, Field(ge=1, le=8, strict=True)],
         "discharge_disposition_id": Annotated[
-            int | None, Field(ge=1, le=30, strict=True), AfterValidator(_not_death_or_hospice)
+            int | None,
+            Field(
+                ge=1,
+                le=30,
+                strict=True,
+                description="Death or hospice (11, 13, 14, 19, 20, 21): answered as not"
+                " applicable, not scored, nothing stored.",
+            ),
         ],
         "admission_source_id": Annotated[int | None, Field(ge=1, le=26, strict=True)],
         "time_in_hospital": Annotated[int | None, Field(ge=1, le=365, strict=True)],
@@ -133,17 +130,24 @@ with_config(ConfigDict(extra="forbid", str_strip_whitespace=True))(Encounter)
 
 
 class PredictionOut(BaseModel):
-    """The answer for one encounter."""
+    """The answer for one encounter: scored, or not applicable (its scoring fields null)."""
 
     encounter_id: str
-    probability: float = Field(description="Calibrated probability of readmission within 30 days.")
-    std: float = Field(description="MC-dropout std of the uncalibrated probability.")
+    applicable: bool = Field(
+        description="False when a 30-day readmission cannot happen (death or hospice discharge):"
+        " the encounter is not scored and nothing is stored."
+    )
+    reason: str | None = Field(description="Why it is not applicable; null when scored.")
+    probability: float | None = Field(
+        description="Calibrated probability of readmission within 30 days."
+    )
+    std: float | None = Field(description="MC-dropout std of the uncalibrated probability.")
     flagged: bool = Field(description="True when the case needs clinician review.")
     reasons: list[str] = Field(description="Why the case was flagged, e.g. high_uncertainty.")
-    threshold: float = Field(description="The std above which a case is flagged.")
-    n_samples: int
-    seed: int
-    model_version: str
+    threshold: float | None = Field(description="The std above which a case is flagged.")
+    n_samples: int | None
+    seed: int | None
+    model_version: str | None
     review_item_id: int | None = Field(description="The review-queue item; null when not flagged.")
 
 

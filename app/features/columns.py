@@ -1,6 +1,7 @@
 """The published Diabetes 130-US column set: names, value types and the clinical rules on them."""
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 ID_COLUMNS: Final = ("encounter_id", "patient_nbr")
 LABEL_COLUMN: Final = "readmitted"
@@ -92,7 +93,24 @@ PUBLISHED_COLUMNS: Final = (*ID_COLUMNS, *FEATURE_SOURCE_COLUMNS, LABEL_COLUMN)
 # Columns whose published values are integers; every other column holds strings.
 INTEGER_COLUMNS: Final = frozenset((*ID_COLUMNS, *CODED_COLUMNS, *COUNT_COLUMNS))
 
-# Discharge dispositions after which a readmission cannot happen (expired or hospice).
-DEATH_OR_HOSPICE_DISPOSITIONS: Final = frozenset({11, 13, 14, 19, 20, 21})
+# Discharge dispositions after which a readmission cannot happen, named as in IDs_mapping.csv.
+DEATH_OR_HOSPICE: Final = {
+    11: "expired",
+    13: "hospice / home",
+    14: "hospice / medical facility",
+    19: "expired at home, hospice",
+    20: "expired in a medical facility, hospice",
+    21: "expired, place unknown, hospice",
+}
+DEATH_OR_HOSPICE_DISPOSITIONS: Final = frozenset(DEATH_OR_HOSPICE)
 
 MISSING_MARKER: Final = "?"
+
+
+def not_applicable_reason(record: Mapping[str, Any]) -> str | None:
+    """Why the model's question does not apply to `record` (death or hospice), or None."""
+    code = record.get("discharge_disposition_id")
+    words = DEATH_OR_HOSPICE.get(code) if type(code) is int else None
+    if words is None:
+        return None
+    return f"discharge disposition {code} ({words}): a 30-day readmission cannot happen"

@@ -19,6 +19,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from app.core.errors import BadRequestError, UnavailableError
 from app.db.session import Database
+from app.features.columns import not_applicable_reason
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.review.service import Case, FlaggedCase, UnflaggedCase, store_requests
@@ -47,11 +48,13 @@ class Incoming(NamedTuple):
 
 
 class Scored(NamedTuple):
-    """One answer: the prediction and, when flagged, its review item."""
+    """One answer: the prediction and, when flagged, its review item; or, for an encounter
+    the model's question does not apply to (death or hospice), why it was not scored."""
 
     encounter_id: str
-    prediction: Prediction
+    prediction: Prediction | None
     review_item_id: int | None
+    not_applicable: str | None = None
 
 
 class Intake:
@@ -113,6 +116,25 @@ class Intake:
             raise BadRequestError(
                 f"n_samples: must be between {self.min_n_samples} and {self.max_n_samples}"
             )
+        # NOTE: answered in place, so one such row does not refuse a real batch; nothing stored.
+        reasons = [not_applicable_reason(e.as_received) for e in encounters]
+        applicable = [e for e, reason in zip(encounters, reasons, strict=True) if reason is None]
+        scored = iter(await self._score(applicable, n, seed, actor, actor_key_id))
+        return [
+            next(scored) if reason is None else Scored(e.encounter_id, None, None, reason)
+            for e, reason in zip(encounters, reasons, strict=True)
+        ]
+
+    async def _score(
+        self,
+        encounters: Sequence[Incoming],
+        n: int,
+        seed: int | None,
+        actor: str,
+        actor_key_id: int | None,
+    ) -> list[Scored]:
+        if not encounters:
+            return []
         hashes = [content_hash(e.as_received) for e in encounters]
         _refuse_two_versions(encounters, hashes)
         requests = [ScoringRequest(e.as_received, n_samples=n, seed=seed) for e in encounters]

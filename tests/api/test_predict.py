@@ -16,9 +16,10 @@ async def test_predict_answers_with_the_model_card_defaults(client, keys, flag_s
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {
-        "encounter_id", "probability", "std", "flagged", "reasons", "threshold", "n_samples",
-        "seed", "model_version", "review_item_id",
+        "encounter_id", "applicable", "reason", "probability", "std", "flagged", "reasons",
+        "threshold", "n_samples", "seed", "model_version", "review_item_id",
     }  # fmt: skip
+    assert body["applicable"] is True and body["reason"] is None
     assert body["encounter_id"] == calm[0]["encounter_id"]
     assert 0.0 < body["probability"] < 1.0 and body["std"] >= 0.0
     assert body["flagged"] is False and body["reasons"] == [] and body["review_item_id"] is None

@@ -75,13 +75,41 @@ async def test_non_finite_numbers(client, keys, encounters, literal) -> None:
 
 
 @pytest.mark.parametrize("disposition", [11, 13, 14, 19, 20, 21])
-async def test_death_or_hospice_is_refused_with_a_reason(client, keys, encounters, disposition):
+async def test_death_or_hospice_is_answered_as_not_applicable(
+    client, keys, encounters, disposition
+) -> None:
     body = _with(encounters[0], discharge_disposition_id=disposition)
     response = await client.post("/predict", json=body, headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["applicable"] is False and answer["probability"] is None
+    assert f"discharge disposition {disposition} (" in answer["reason"]
+    assert "readmission cannot happen" in answer["reason"]
+    assert (answer["flagged"], answer["review_item_id"]) == (False, None)
+
+
+async def test_a_batch_answers_hospice_rows_in_place_and_stores_nothing_for_them(
+    client, keys, flag_split
+) -> None:
+    flagged, calm = flag_split
+    hospice = [_with(e, discharge_disposition_id=13) for e in flagged[:2]]
+    batch = [calm[0], hospice[0], flagged[2], hospice[1]]
+    response = await client.post("/predict/batch", json={"encounters": batch}, headers=keys["ehr"])
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    assert [a["encounter_id"] for a in answers] == [e["encounter_id"] for e in batch]
+    assert [a["applicable"] for a in answers] == [True, False, True, False]
+    assert answers[2]["flagged"] and answers[2]["review_item_id"] is not None
+    queue = await client.get("/review-queue", headers=keys["clinician"])
+    stored = {item["encounter_id"] for item in queue.json()["items"]}
+    assert stored == {flagged[2]["encounter_id"]}
+
+
+async def test_a_malformed_disposition_is_still_refused(client, keys, encounters) -> None:
+    body = _with(encounters[0], discharge_disposition_id=31)
+    response = await client.post("/predict", json=body, headers=keys["ehr"])
     assert response.status_code == 422
-    error = response.json()["errors"][0]
-    assert error["field"] == "discharge_disposition_id"
-    assert "readmission does not apply" in error["message"]
+    assert response.json()["errors"][0]["field"] == "discharge_disposition_id"
 
 
 async def test_input_values_are_not_echoed(client, keys, encounters) -> None:

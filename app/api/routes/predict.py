@@ -80,10 +80,14 @@ def _incoming(encounter: Encounter) -> Incoming:
 
 
 def _out(scored: Scored) -> dict[str, Any]:
-    """The `PredictionOut` of one scored encounter, as plain data."""
+    """The `PredictionOut` of one encounter, as plain data."""
     p = scored.prediction
+    if p is None:
+        return {**_NOT_SCORED, "encounter_id": scored.encounter_id, "reason": scored.not_applicable}
     return {
         "encounter_id": scored.encounter_id,
+        "applicable": True,
+        "reason": None,
         "probability": p.probability,
         "std": p.std,
         "flagged": p.flagged,
@@ -94,6 +98,20 @@ def _out(scored: Scored) -> dict[str, Any]:
         "model_version": p.model_version,
         "review_item_id": scored.review_item_id,
     }
+
+
+_NOT_SCORED: dict[str, Any] = {
+    "applicable": False,
+    "probability": None,
+    "std": None,
+    "flagged": False,
+    "reasons": [],
+    "threshold": None,
+    "n_samples": None,
+    "seed": None,
+    "model_version": None,
+    "review_item_id": None,
+}
 
 
 def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
@@ -127,7 +145,8 @@ async def predict(request: Request) -> Response:
 
 @_scoring_route("/predict/batch", BatchOut, BatchIn)
 async def predict_batch(request: Request) -> Response:
-    """Score several encounters, answering in order; any invalid one fails the whole batch."""
+    """Score several encounters, answering in order; any invalid one fails the whole batch (a
+    death or hospice discharge is valid: answered in place as not applicable)."""
     principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
     batch = await json_body(request, BatchIn)
     settings: Settings = request.app.state.settings
