@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from app.api.body import document_body_types
 from app.api.direct import DirectRoutes
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import admin, health, metrics, predict, review_page, review_queue
@@ -190,6 +191,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         telemetry=telemetry(settings.opentelemetry),
+        docs_url=None,  # NOTE: served by `install_docs`, from this service's own files
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics_
@@ -213,5 +217,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     document_body_types(app, predict.BODY_TYPES)
     app.include_router(review_page.router)
+    install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

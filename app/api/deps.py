@@ -5,9 +5,10 @@ dependency in the thread pool, and a thread hop per dependency per request is me
 """
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.auth.cache import KeyCache
@@ -107,10 +108,24 @@ async def authorize(request: Request, *roles: Role) -> Principal:
     return principal.require(*roles)
 
 
-def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+# NOTE: declared, not enforced, by this scheme: it puts the scheme and the lock of every route
+# that needs a key in the OpenAPI document; `authorize` answers a missing or bad key with 401.
+bearer_scheme = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="trg_<prefix>_<secret>",
+    description="An API key from `triage apikey create`, sent as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+BEARER_SECURITY: Final = [{"ApiKey": []}]  # an operation's `security`, for routes without deps
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """`authorize` as a dependency, for the routes that are not on the scoring path."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    ) -> Principal:
         return await authorize(request, *roles)
 
     return dependency

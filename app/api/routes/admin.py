@@ -3,11 +3,14 @@
 from fastapi import APIRouter
 
 from app.api.deps import AdminDep, KeyCacheDep, KeyId, SessionDep
+from app.api.responses import error_responses
 from app.auth import service
 from app.auth.schemas import KeyCreated, KeyDetail, KeyIn, KeyOut
 from app.auth.service import Actor
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], responses=error_responses(401, 403, 404, 409, 422, 503)
+)
 
 
 @router.get("/keys", response_model=list[KeyOut])

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.body import documented_body, json_body, request_validation_error
-from app.api.deps import authorize, get_intake
-from app.api.responses import json_response
+from app.api.deps import BEARER_SECURITY, authorize, get_intake
+from app.api.responses import error_responses, json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.auth.models import Role
 from app.auth.service import Principal
@@ -30,8 +30,13 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    # NOTE: bounded by `Settings` alone (`TRIAGE_INFERENCE__MIN_N_SAMPLES`/`MAX_N_SAMPLES`), which
+    # the intake checks: a bound here too would be a second limit, documented and not enforced.
     n_samples: int | None = Field(
-        default=None, ge=2, le=65536, description="MC-dropout samples (default: the model card's)."
+        default=None,
+        description="MC-dropout samples (default: the model card's); between"
+        " TRIAGE_INFERENCE__MIN_N_SAMPLES and TRIAGE_INFERENCE__MAX_N_SAMPLES (2 and 2,048"
+        " unless configured).",
     )
     seed: int | None = Field(
         default=None,
@@ -116,8 +121,9 @@ _NOT_SCORED: dict[str, Any] = {
 
 def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
     """`router.post` for a scoring route: its answer, query parameters and body documented."""
-    extra = {**_PARAMETERS, **documented_body(body)}
-    return router.post(path, response_model=answer, openapi_extra=extra)
+    extra = {**_PARAMETERS, **documented_body(body), "security": BEARER_SECURITY}
+    errors = error_responses(401, 403, 413, 415, 422, 503)
+    return router.post(path, response_model=answer, responses=errors, openapi_extra=extra)
 
 
 async def _score(

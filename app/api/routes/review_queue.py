@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AdminDep, ClinicianDep, ItemId, QueueReaderDep, SessionDep, SettingsDep
+from app.api.responses import error_responses
 from app.review import service, workflow
 from app.review.models import ReviewStatus
 from app.review.schemas import (
@@ -18,7 +19,11 @@ from app.review.schemas import (
     SortKey,
 )
 
-router = APIRouter(prefix="/review-queue", tags=["review queue"])
+router = APIRouter(
+    prefix="/review-queue",
+    tags=["review queue"],
+    responses=error_responses(401, 403, 404, 409, 413, 422, 503),
+)
 
 
 @router.get("", response_model=ReviewPage)
