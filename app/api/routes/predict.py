@@ -10,7 +10,7 @@ schema.
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.api.body import documented_body, json_body, request_validation_error
 from app.api.deps import BEARER_SECURITY, authorize, get_intake
@@ -20,7 +20,7 @@ from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.errors import BadRequestError
-from app.review.intake import Incoming, Scored
+from app.review.intake import Incoming, Intake, Scored
 
 router = APIRouter(tags=["predict"])
 
@@ -44,6 +44,16 @@ class Sampling(BaseModel):
         le=2**63 - 1,
         description="Seed of the dropout masks (default: the card's).",
     )
+
+    @field_validator("n_samples")
+    @classmethod
+    def _within_the_configured_bounds(cls, n: int | None, info: ValidationInfo) -> int | None:
+        if n is None or not info.context:  # NOTE: the intake checks the same bounds again
+            return n
+        low, high = info.context["n_samples_bounds"]
+        if not low <= n <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return n
 
 
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -69,11 +79,14 @@ BODY_TYPES = (Encounter, BatchIn)
 _DEFAULT_SAMPLING = Sampling()
 
 
-def _sampling(request: Request) -> Sampling:
+def _sampling(request: Request, intake: Intake) -> Sampling:
     if not request.scope.get("query_string"):  # NOTE: the EHR's usual call: nothing to parse
         return _DEFAULT_SAMPLING
+    bounds = (intake.min_n_samples, intake.max_n_samples)  # from Settings
     try:
-        return Sampling.model_validate(dict(request.query_params))
+        return Sampling.model_validate(
+            dict(request.query_params), context={"n_samples_bounds": bounds}
+        )
     except ValidationError as exc:
         raise request_validation_error(exc, "query") from None
 
@@ -129,8 +142,8 @@ def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
 async def _score(
     request: Request, principal: Principal, encounters: list[Encounter]
 ) -> list[Scored]:
-    sampling = _sampling(request)
     intake = await get_intake(request)
+    sampling = _sampling(request, intake)
     return await intake.score(
         [_incoming(e) for e in encounters],
         n_samples=sampling.n_samples,
