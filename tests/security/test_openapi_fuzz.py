@@ -60,7 +60,6 @@ def test_no_5xx_and_every_4xx_names_the_problem(case: Any, served: Any) -> None:
 
 
 HUGE = [2**31, 2**63, 2**64 + 1, 10**30]
-HUGE_CURSOR = "WyJzdGQiLCAwLjEsIDkyMjMzNzIwMzY4NTQ3NzU4MDhd"  # ["std", 0.1, 2**63]
 
 
 def _operations_with_integer_paths(schema: Any) -> list[tuple[Any, list[str]]]:
@@ -78,8 +77,8 @@ def _operations_with_integer_paths(schema: Any) -> list[tuple[Any, list[str]]]:
 
 
 def test_huge_integers_in_paths_and_cursors_never_answer_5xx(served: Any) -> None:
-    """Every integer path parameter and the queue's cursor, beyond what the database can bind:
-    each answer is a 4xx that names the problem."""
+    """Every integer path parameter, beyond what the database can bind: each answer is a 4xx
+    (forged cursors: `test_huge_integers.py`, with keys the fuzzing above cannot revoke)."""
     operations = _operations_with_integer_paths(served)
     assert len(operations) >= 7  # the queue's and the admin's (the page is not in the schema)
     for operation, names in operations:
@@ -90,7 +89,3 @@ def test_huge_integers_in_paths_and_cursors_never_answer_5xx(served: Any) -> Non
             )
             case.validate_response(response, checks=[not_a_server_error])
             assert 400 <= response.status_code < 500, (case.formatted_path, response.text)
-    list_queue = served["/review-queue"]["GET"]
-    case = list_queue.Case(query={"cursor": HUGE_CURSOR})
-    response = case.call(base_url=served.base, headers=served.keys["clinician"], timeout=60)
-    assert response.status_code == 422 and response.json()["detail"].startswith("cursor:")
