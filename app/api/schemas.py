@@ -142,6 +142,13 @@ class PredictionOut(BaseModel):
         description="Calibrated probability of readmission within 30 days."
     )
     std: float | None = Field(description="MC-dropout std of the uncalibrated probability.")
+    band_low: float | None = Field(
+        description="5th percentile of the calibrated probability over the dropout passes:"
+        " with `band_high`, a range holding at least 90% of the passes. Null when not scored."
+    )
+    band_high: float | None = Field(
+        description="95th percentile of the calibrated probability over the dropout passes."
+    )
     flagged: bool = Field(description="True when the case needs clinician review.")
     reasons: list[str] = Field(description="Why the case was flagged, e.g. high_uncertainty.")
     threshold: float | None = Field(description="The std above which a case is flagged.")

@@ -44,7 +44,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -72,6 +72,10 @@ class MCDropoutResult:
     std: torch.Tensor
     std_standard_error: torch.Tensor
     mutual_information: torch.Tensor
+    # The 5th and 95th percentiles of the N passes' probabilities (order statistics, so any
+    # monotone calibration maps them to the calibrated passes' percentiles).
+    band_low: torch.Tensor
+    band_high: torch.Tensor
     n_samples: int
     seed: int
     # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
@@ -173,12 +177,14 @@ class MCDropoutEngine:
         used_seed = self.default_seed if seed is None else _check_seed(seed)
         with torch.inference_mode():
             out, hidden = self._run(x, n_samples, used_seed)
-        mean, std, se, mi = torch.from_numpy(out).unbind()
+        mean, std, se, mi, low, high = torch.from_numpy(out).unbind()
         return MCDropoutResult(
             mean=mean,
             std=std,
             std_standard_error=se,
             mutual_information=mi,
+            band_low=low,
+            band_high=high,
             n_samples=n_samples,
             seed=used_seed,
             hidden=hidden,
@@ -191,13 +197,13 @@ class MCDropoutEngine:
         batch = self.predict(probe, n_samples=n_samples)
         for rows in (slice(0, 1), slice(1, 2), slice(37, 40), slice(66, 67)):
             part = self.predict(probe[rows], n_samples=n_samples)
-            for name in ("mean", "std", "std_standard_error", "mutual_information"):
+            for name in _SUMMARY_FIELDS:
                 if not torch.equal(getattr(part, name), getattr(batch, name)[rows]):
                     return False
         return True
 
     def _run(self, x: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return `[4, B]` float32 (mean, std, std's SE, mutual information) and `hidden`."""
+        """Return `[6, B]` float32 (the `_SUMMARY_FIELDS`) and `hidden`."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
@@ -219,7 +225,7 @@ class MCDropoutEngine:
         if hiddens:
             hidden = hiddens[0] if len(hiddens) == 1 else np.concatenate(hiddens)
         if not parts:
-            return np.zeros((4, 0), dtype=np.float32), hidden
+            return np.zeros((len(_SUMMARY_FIELDS), 0), dtype=np.float32), hidden
         return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), hidden
 
     def _deterministic_layers(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,13 +236,13 @@ class MCDropoutEngine:
         return h
 
     def _chunk(self, h: torch.Tensor, n: int, masks: _Masks | None, size: int) -> np.ndarray:
-        """Return `[4, size]` statistics for the first `size` rows of one (padded) chunk, from
+        """Return `[6, size]` statistics for the first `size` rows of one (padded) chunk, from
         its activations `h` after the deterministic layers."""
         first = self._deterministic_depth - 1
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
-            out = np.zeros((4, size), dtype=np.float32)
-            out[0] = _probability(torch, logit).cpu().numpy()[:size]
+            out = np.zeros((len(_SUMMARY_FIELDS), size), dtype=np.float32)
+            out[0] = out[4] = out[5] = _probability(torch, logit).cpu().numpy()[:size]
             return out
         if masks.fold_t is not None:
             logits = torch.addmm(self._out_b, h, masks.fold_t)
@@ -355,15 +361,17 @@ def _sample_sums(logits: torch.Tensor, n: int) -> np.ndarray:
 
 
 def _summarise(logits: torch.Tensor, n: int) -> np.ndarray:
-    """Return `[4, rows]` float32: mean, std, the std's Monte Carlo SE and BALD from `[rows, N]`.
+    """Return `[6, rows]` float32 `_SUMMARY_FIELDS` from logits `[rows, N]`: mean, std, the
+    std's Monte Carlo SE, BALD and the 5th and 95th percentiles of the passes' probabilities.
 
     `logits` is overwritten.
     """
+    band = _band_logits(logits, n)
     # NOTE: sums are pairwise over one contiguous row at a time and the per-row formulas are
     # elementwise, so a row's result does not depend on its neighbours. The per-row formulas
     # run in float64 NumPy: on a short vector an operator costs a fraction of torch's dispatch.
     mean, mean_entropy, m4, var = _sample_sums(logits, n) / _divisors(n)
-    out = np.empty((4, len(mean)), dtype=np.float64)
+    out = np.empty((len(_SUMMARY_FIELDS), len(mean)), dtype=np.float64)
     out[0] = mean
     std = np.sqrt(var, out=out[1])
     # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
@@ -376,7 +384,33 @@ def _summarise(logits: torch.Tensor, n: int) -> np.ndarray:
     both *= np.log(np.maximum(both, _TINY))
     minus_entropy_of_mean = np.add.reduce(both, 0)
     np.maximum(np.negative(minus_entropy_of_mean + mean_entropy), 0.0, out=out[3])
+    out[4:] = _probability(np, band)
     return out.astype(np.float32)
+
+
+_SUMMARY_FIELDS: Final = (
+    "mean", "std", "std_standard_error", "mutual_information", "band_low", "band_high"
+)
+BAND_PERCENTILES: Final = (5, 95)
+
+
+def band_ranks(n: int) -> tuple[int, int]:
+    """The 0-based order statistics of N passes that bound the 5th-95th percentile band.
+
+    The lower rank rounds down and the upper one up, so at least 90% of the passes lie inside.
+    """
+    low, high = BAND_PERCENTILES
+    return math.floor(low / 100 * (n - 1)), math.ceil(high / 100 * (n - 1))
+
+
+def _band_logits(logits: torch.Tensor, n: int) -> np.ndarray:
+    """`[2, rows]` float64: each row's logits at the `band_ranks` (selection is row by row)."""
+    low, high = band_ranks(n)
+    if logits.device.type == "cpu":
+        chosen = np.partition(logits.numpy(), (low, high), axis=1)[:, [low, high]]
+        return chosen.T.astype(np.float64)
+    ends = [torch.kthvalue(logits, rank + 1, dim=1).values for rank in (low, high)]
+    return torch.stack(ends).cpu().numpy().astype(np.float64)
 
 
 _ZERO_ONE = np.array([[0.0], [1.0]])

@@ -23,6 +23,10 @@ class Prediction(NamedTuple):
     # The domain guard's novelty score and its threshold; None for a card without a guard.
     novelty: float | None = None
     novelty_threshold: float | None = None
+    # The 5th-95th percentile band of the calibrated per-pass probabilities: at least 90% of
+    # the dropout passes lie in it. None from an engine that does not give it.
+    band_low: float | None = None
+    band_high: float | None = None
 
 
 def prediction_from_json(fields: list[Any]) -> Prediction:

@@ -122,6 +122,7 @@ class Predictor:
         # fields would save 15 us more; named ones keep the twelve from being swapped.)
         std = _per_row(result.std, rows).tolist()
         probability = calibrate(_per_row(result.mean, rows), self.calibration).tolist()
+        band_low, band_high = _calibrated_band(result, rows, self.calibration)
         se = _optional(result, "std_standard_error", rows)
         mi = _optional(result, "mutual_information", rows)
         novelty = [None] * rows if checked is None else checked.novelty.tolist()
@@ -147,6 +148,8 @@ class Predictor:
                     model_version=self.model_version,
                     novelty=novelty[k],
                     novelty_threshold=novelty_threshold,
+                    band_low=band_low[k],
+                    band_high=band_high[k],
                 )
             )
         return predictions
@@ -181,6 +184,21 @@ def in_request_order(
         for i, prediction in zip(group.indices, predictions, strict=True):
             out[i] = prediction
     return [p for p in out if p is not None]
+
+
+def _calibrated_band(
+    result: Any, rows: int, calibration: Mapping[str, Any] | None
+) -> tuple[list[float | None], list[float | None]]:
+    """The engine's percentile band mapped through the calibration, per row (None without it).
+
+    A percentile of the passes maps through a monotone calibration to the same percentile of
+    the calibrated passes; the ends are put in order in case the slope is negative.
+    """
+    low, high = getattr(result, "band_low", None), getattr(result, "band_high", None)
+    if low is None or high is None:
+        return [None] * rows, [None] * rows
+    ends = calibrate(np.stack([_per_row(low, rows), _per_row(high, rows)]), calibration)
+    return ends.min(axis=0).tolist(), ends.max(axis=0).tolist()
 
 
 def _optional(result: Any, name: str, n: int) -> list[float | None]:

@@ -75,6 +75,9 @@ class ReviewItem(Base):
     content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical encounter
     probability: Mapped[float] = mapped_column(Float)
     std: Mapped[float] = mapped_column(Float)
+    # The calibrated 5th-95th percentile band of the passes; null on items stored before it.
+    band_low: Mapped[float | None] = mapped_column(Float, default=None)
+    band_high: Mapped[float | None] = mapped_column(Float, default=None)
     reasons: Mapped[list[str]] = mapped_column(JSON)
     threshold: Mapped[float] = mapped_column(Float)
     n_samples: Mapped[int] = mapped_column()

@@ -34,6 +34,11 @@ class ReviewItemOut(BaseModel):
     encounter: dict[str, Any]
     probability: float
     std: float
+    band_low: float | None = Field(
+        description="5th percentile of the calibrated probability over the dropout passes"
+        " (null for a case stored before the band was kept)."
+    )
+    band_high: float | None = Field(description="95th percentile of the same.")
     reasons: list[str]
     threshold: float
     model_version: str

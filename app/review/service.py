@@ -260,15 +260,16 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
     WITH incoming AS (
         SELECT * FROM json_to_recordset(CAST(:cases AS JSON)) AS incoming (
             encounter_id TEXT, model_version TEXT, content_hash TEXT, encounter TEXT,
-            probability FLOAT8, std FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT,
+            probability FLOAT8, std FLOAT8, band_low FLOAT8, band_high FLOAT8, reasons TEXT, threshold FLOAT8, n_samples INT,
             seed INT8, actor TEXT, actor_key_id INT
         )
     ), inserted AS (
         INSERT INTO review_items (encounter_id, model_version, content_hash, encounter,
-                                  probability, std, reasons, threshold, n_samples, seed, status,
-                                  created_at, updated_at)
+                                  probability, std, band_low, band_high, reasons, threshold,
+                                  n_samples, seed, status, created_at, updated_at)
         SELECT encounter_id, model_version, content_hash, CAST(encounter AS JSON), probability,
-               std, CAST(reasons AS JSON), threshold, n_samples, seed, :status, :now, :now
+               std, band_low, band_high, CAST(reasons AS JSON), threshold, n_samples, seed,
+               :status, :now, :now
         FROM incoming
         ON CONFLICT DO NOTHING
         RETURNING id, encounter_id, model_version, content_hash
@@ -307,6 +308,8 @@ def _case_fields(case: FlaggedCase) -> dict[str, Any]:
         "encounter": dict(case.encounter),
         "probability": p.probability,
         "std": p.std,
+        "band_low": p.band_low,
+        "band_high": p.band_high,
         "reasons": list(p.reasons),
         "threshold": p.threshold,
         "n_samples": p.n_samples,

@@ -87,8 +87,8 @@ class Field:
 class Uncertainty:
     """Geometry of the two charts, in percent of their width (0-100)."""
 
-    low: float
-    high: float
+    low: float | None  # the band's ends in percent; None for a case stored without one
+    high: float | None
     point: float
     std_bar: float
     threshold_mark: float
@@ -118,7 +118,7 @@ class CaseView:
     note: str | None
     model_version: str
     probability: str
-    interval: str
+    interval: str | None  # '21.0%–34.5%', or None when the case has no band
     std: str
     threshold: str
     n_samples: int
@@ -198,18 +198,25 @@ def reason(code: str) -> str:
     return code.replace("_", " ").capitalize()
 
 
-def uncertainty(probability: float, std: float, threshold: float) -> Uncertainty:
-    """Chart geometry: probability ± 2·std on 0-100%, and std on a scale that shows the threshold.
+def uncertainty(
+    probability: float,
+    std: float,
+    threshold: float,
+    band: tuple[float | None, float | None] = (None, None),
+) -> Uncertainty:
+    """Chart geometry: the calibrated risk and its 5th-95th percentile band over the dropout
+    passes on 0-100%, and the std on a scale that shows the threshold.
 
-    The std scale runs to twice the threshold (or a bit past the std when that is larger), so
-    the threshold mark sits mid-bar and "how far over" reads at a glance.
+    The band comes from the calibrated passes themselves: the std is on the uncalibrated scale,
+    so a band built from it around the calibrated risk would be on the wrong scale. The std
+    scale runs to twice the threshold (or a bit past the std when that is larger), so the
+    threshold mark sits mid-bar and "how far over" reads at a glance.
     """
-    low = max(0.0, probability - 2 * std)
-    high = min(1.0, probability + 2 * std)
+    low, high = band
     scale = max(2 * threshold, std * 1.1, 1e-9)
     return Uncertainty(
-        low=round(low * 100, 2),
-        high=round(high * 100, 2),
+        low=None if low is None else round(low * 100, 2),
+        high=None if high is None else round(high * 100, 2),
         point=round(probability * 100, 2),
         std_bar=round(min(std / scale, 1.0) * 100, 2),
         threshold_mark=round(threshold / scale * 100, 2),
@@ -225,7 +232,9 @@ def when(moment: datetime) -> str:
 def case_view(item: ReviewItem) -> CaseView:
     """Present one review item."""
     e = item.encounter
-    chart = uncertainty(item.probability, item.std, item.threshold)
+    chart = uncertainty(
+        item.probability, item.std, item.threshold, (item.band_low, item.band_high)
+    )
     reasons = [reason(r) for r in item.reasons]
     summary = [
         Field("Age", age_band(e.get("age"))),
@@ -259,7 +268,7 @@ def case_view(item: ReviewItem) -> CaseView:
         note=item.note,
         model_version=item.model_version,
         probability=percent(item.probability),
-        interval=f"{percent(chart.low / 100)}–{percent(chart.high / 100)}",
+        interval=_band_words(item.band_low, item.band_high),
         std=f"{item.std:.3f}",
         threshold=f"{item.threshold:.3f}",
         n_samples=item.n_samples,
@@ -298,6 +307,10 @@ def event_view(event: ReviewEvent) -> EventView:
         )
     actor = key_label(event.actor, event.actor_key_id)
     return EventView(at=when(event.at), actor=actor, change=change)
+
+
+def _band_words(low: float | None, high: float | None) -> str | None:
+    return None if low is None or high is None else f"{percent(low)}–{percent(high)}"
 
 
 def _plain(value: Any) -> str:

@@ -16,10 +16,11 @@ async def test_predict_answers_with_the_model_card_defaults(client, keys, flag_s
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {
-        "encounter_id", "applicable", "reason", "probability", "std", "flagged", "reasons",
-        "threshold", "n_samples", "seed", "model_version", "review_item_id",
+        "encounter_id", "applicable", "reason", "probability", "std", "band_low", "band_high",
+        "flagged", "reasons", "threshold", "n_samples", "seed", "model_version", "review_item_id",
     }  # fmt: skip
     assert body["applicable"] is True and body["reason"] is None
+    assert 0.0 <= body["band_low"] <= body["band_high"] <= 1.0
     assert body["encounter_id"] == calm[0]["encounter_id"]
     assert 0.0 < body["probability"] < 1.0 and body["std"] >= 0.0
     assert body["flagged"] is False and body["reasons"] == [] and body["review_item_id"] is None
@@ -65,8 +66,10 @@ async def test_flagged_case_is_queued_with_the_encounter_as_received(
     item = item.json()
     assert item["encounter"] == encounter
     assert item["status"] == "pending" and item["assignee"] is None
-    for field in ("probability", "std", "threshold", "n_samples", "seed", "model_version"):
+    fields = ("probability", "std", "band_low", "band_high", "threshold", "n_samples", "seed")
+    for field in (*fields, "model_version"):
         assert item[field] == body[field]
+    assert item["band_low"] < item["band_high"]  # a flagged case's passes disagree
     assert item["reasons"] == ["high_uncertainty"]
     assert [(e["from_status"], e["to_status"], e["actor"]) for e in item["events"]] == [
         (None, "pending", "ehr-test")

@@ -102,3 +102,18 @@ def test_rebuilding_the_items_table_keeps_every_audit_event(
     assert _count_events(url) == 1
     assert main(["db", "downgrade", BEFORE]) == 0
     assert _count_events(url) == 1
+
+
+def test_items_stored_before_the_band_keep_a_null_band_both_ways(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = empty_database_url
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", url)
+    assert main(["db", "upgrade", "7d1e4b9c2a03"]) == 0
+    _insert_item(url, content_hash=content_hash(ENCOUNTER))
+    assert main(["db", "upgrade", "head"]) == 0
+    [item] = _rows(url)
+    assert (item["band_low"], item["band_high"], item["probability"]) == (None, None, 0.4)
+    assert main(["db", "downgrade", "7d1e4b9c2a03"]) == 0
+    [kept] = _rows(url)
+    assert "band_low" not in kept and kept["probability"] == 0.4

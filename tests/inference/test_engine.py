@@ -9,7 +9,7 @@ from torch import nn
 from app.inference import BayesianMLP, MCDropoutEngine
 from app.inference.engine import _rows_per_chunk
 
-FIELDS = ("mean", "std", "std_standard_error", "mutual_information")
+FIELDS = ("mean", "std", "std_standard_error", "mutual_information", "band_low", "band_high")
 NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=NO_CUDA)]
 
@@ -84,6 +84,23 @@ def test_agrees_in_distribution_with_the_reference_loop(hidden: list[int], devic
     slope = torch.log((1 - p_bar) / p_bar).abs()
     mi_se = (entropy.std(dim=0) + slope * ref_std) / math.sqrt(n)
     assert ((got.mutual_information.double() - ref_mi).abs() <= 6 * math.sqrt(2) * mi_se).all()
+    # NOTE: the band's ends are the engine's 5th and 95th percentiles, so the share of the
+    # loop's passes below each is 0.05 or 0.95 up to two binomial errors (the engine's rank and
+    # the loop's sample): sqrt(2 q (1 - q) / N), ~0.002 here; a 10th percentile misses by 0.05.
+    for end, q in ((got.band_low, 0.05), (got.band_high, 0.95)):
+        below = (ref < end.double()).double().mean(dim=0)
+        assert ((below - q).abs() <= 6 * math.sqrt(2 * q * (1 - q) / n)).all()
+
+
+def test_with_two_passes_the_band_is_the_two_passes() -> None:
+    # N = 2: the 5th and 95th percentiles are the lower and the upper pass, whose midpoint is
+    # the mean and whose distance is sqrt(2) times the sample std.
+    got = MCDropoutEngine(make_model(6, [24], 0.3, seed=1), "cpu").predict(
+        torch.randn(8, 6, generator=torch.Generator().manual_seed(2)), n_samples=2
+    )
+    torch.testing.assert_close(got.band_low + got.band_high, 2 * got.mean)
+    torch.testing.assert_close(got.band_high - got.band_low, math.sqrt(2) * got.std)
+    assert (got.band_high > got.band_low).any()
 
 
 def test_the_agreement_bound_catches_a_missing_rescale() -> None:
@@ -172,6 +189,7 @@ def test_no_dropout_gives_zero_std_and_the_eval_output() -> None:
     torch.testing.assert_close(got.mean, expected, rtol=0, atol=1e-6)
     for name in ("std", "std_standard_error", "mutual_information"):
         assert torch.equal(getattr(got, name), torch.zeros(6)), name
+    assert torch.equal(got.band_low, got.mean) and torch.equal(got.band_high, got.mean)
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])

@@ -25,6 +25,7 @@ class CountingEngine:
 
 def test_groups_calibrates_and_flags(model_dir, encounters) -> None:
     loaded = load_model(model_dir)
+    loaded.card["calibration"] = {"method": "platt", "a": 0.816, "b": -0.2}  # the shipped slope
     engine = CountingEngine(MCDropoutEngine(loaded.model, device="cpu", default_seed=7))
     predictor = Predictor(loaded, engine)
     records = encounters[:6]
@@ -48,6 +49,12 @@ def test_groups_calibrates_and_flags(model_dir, encounters) -> None:
     )
     expected = calibrate(raw.mean.double().numpy(), loaded.card["calibration"])[0]
     assert out[2].probability == pytest.approx(float(expected))
+    # The band is the engine's percentiles on the calibrated scale, where the risk is.
+    ends = torch.cat([raw.band_low, raw.band_high]).double().numpy()
+    band = calibrate(ends, loaded.card["calibration"])
+    assert not (band == ends).all()
+    assert (out[2].band_low, out[2].band_high) == pytest.approx(tuple(band.tolist()))
+    assert out[2].band_low < out[2].band_high
     for p in out:
         assert p.flagged == (p.std > p.threshold) == (p.reasons == (HIGH_UNCERTAINTY,))
         assert p.model_version == "test-0.1"

@@ -4,6 +4,7 @@ import re
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 import pytest
 
 from tests.web.conftest import make_keys
@@ -213,3 +214,25 @@ async def test_a_superseded_case_shows_its_status_and_refuses_a_claim(
     claim = await client.post(f"/review/cases/{first}/claim", data={"csrf_token": csrf(page.text)})
     assert claim.status_code == 409
     assert f"superseded by item {second}" in claim.text
+
+
+async def test_a_case_shows_the_range_of_its_calibrated_passes(
+    app, client, page_keys, encounters
+) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    headers = {"Authorization": f"Bearer {page_keys['clinician']}"}
+    item = (await client.get(f"/review-queue/{item_id}", headers=headers)).json()
+    await sign_in(client, page_keys["clinician"])
+    page = (await client.get(f"/review/cases/{item_id}")).text
+    band = f"{item['band_low'] * 100:.1f}%–{item['band_high'] * 100:.1f}%"
+    assert f"<strong>{band}</strong> · at least 90% of passes" in page
+    assert "±2 SD" not in page
+    # A case stored before bands were kept shows none, rather than one made up from the std.
+    with app.state.database.session() as session:
+        session.execute(
+            text("UPDATE review_items SET band_low = NULL, band_high = NULL WHERE id = :id"),
+            {"id": item_id},
+        )
+        session.commit()
+    page = (await client.get(f"/review/cases/{item_id}")).text
+    assert "<strong>not recorded</strong>" in page and band not in page

@@ -19,8 +19,8 @@ from app.web.present import (
 )
 
 
-def item(**encounter: object) -> ReviewItem:
-    """A review item around `encounter`."""
+def item(band: tuple[float | None, float | None] = (0.18, 0.33), **encounter: object) -> ReviewItem:
+    """A review item around `encounter`, with the calibrated band of its passes."""
     return ReviewItem(
         id=5,
         encounter_id="E-1",
@@ -28,6 +28,8 @@ def item(**encounter: object) -> ReviewItem:
         encounter=dict(encounter),
         probability=0.25,
         std=0.06,
+        band_low=band[0],
+        band_high=band[1],
         reasons=["high_uncertainty"],
         threshold=0.04,
         n_samples=256,
@@ -70,13 +72,15 @@ def test_a1c_in_words() -> None:
     assert a1c("None") == "Not measured" and a1c(None) == NOT_RECORDED
 
 
-def test_uncertainty_interval_is_clipped_and_threshold_sits_mid_bar() -> None:
-    chart = uncertainty(0.05, 0.04, 0.04)
-    assert chart.low == 0.0 and chart.high == pytest.approx(13.0)
+def test_the_band_is_the_calibrated_passes_not_the_risk_plus_two_std() -> None:
+    # A calibrated risk of 5% with std 0.04: +-2 std would read 0-13%; the passes say 3-9%.
+    chart = uncertainty(0.05, 0.04, 0.04, (0.031, 0.089))
+    assert (chart.low, chart.point, chart.high) == (3.1, 5.0, 8.9)
     assert chart.threshold_mark == pytest.approx(50.0) and chart.std_bar == pytest.approx(50.0)
     assert chart.ratio_label == "1.0× threshold"
     far = uncertainty(0.99, 0.2, 0.04)
-    assert far.high == 100.0 and far.std_bar == pytest.approx(100 / 1.1, abs=0.01)
+    assert far.low is None and far.high is None  # a case stored without a band shows none
+    assert far.std_bar == pytest.approx(100 / 1.1, abs=0.01)
     assert 0 < far.threshold_mark < 50  # the scale grows past a large std
     assert uncertainty(0.5, 0.1, 0.0).ratio_label == "above threshold"
 
@@ -105,7 +109,7 @@ def test_case_view_summarises_the_encounter() -> None:
     assert summary["A1C result"] == "7–8%"
     assert summary["Diabetes medication changed"] == "Changed"
     assert view.medications_up == ["insulin"] and view.medications_down == ["metformin"]
-    assert view.probability == "25.0%" and view.interval == "13.0%–37.0%"
+    assert view.probability == "25.0%" and view.interval == "18.0%–33.0%"
     assert view.reasons == ["High uncertainty"] and view.status_label == "In review"
     assert view.created_at == "2026-11-27 09:30 UTC"
 
@@ -113,6 +117,7 @@ def test_case_view_summarises_the_encounter() -> None:
 def test_missing_fields_read_not_recorded() -> None:
     view = case_view(item())
     assert {f.value for f in view.summary} == {NOT_RECORDED}
+    assert case_view(item(band=(None, None))).interval is None
     assert view.medications_up == view.medications_down == []
 
 
