@@ -29,6 +29,8 @@ from app.review.intake import Intake
 from app.web.render import STATIC_DIR
 
 log = logging.getLogger("triage")
+# What the lifespan puts on `app.state`: None before it starts and after it ends.
+_LIFESPAN_STATE = ("intake", "batcher", "predictor", "database", "queue_collector")
 
 
 @asynccontextmanager
@@ -95,13 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.stop()
         await app.state.intake.stop()
         database.dispose()
-        for name in (
-            "intake",
-            "batcher",
-            "predictor",
-            "database",
-            "queue_collector",
-        ):
+        for name in _LIFESPAN_STATE:
             setattr(app.state, name, None)
 
 
@@ -147,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
-    for name in ("intake", "batcher", "predictor", "database", "queue_collector"):
+    for name in _LIFESPAN_STATE:
         setattr(app.state, name, None)
     install_error_handlers(app)
     # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
