@@ -23,20 +23,20 @@ from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessError
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.observability.turn import TurnBuffer
 from app.review.intake import Intake
-from app.review.writer_process import WriterProcess
 from app.web.render import STATIC_DIR
 
 log = logging.getLogger("triage")
+# What the lifespan puts on `app.state`: None before it starts and after it ends.
+_LIFESPAN_STATE = ("intake", "batcher", "predictor", "database", "queue_collector")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model (checksum verified), start its scoring process, open the database and
-    start the review-queue writer, run the batcher; undo on exit."""
+    """Load the model (checksum verified), open the database, run the batcher and the
+    review-queue writer; undo on exit."""
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     inference = settings.inference
@@ -47,30 +47,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threads=inference.threads,
     )
     # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise behaviour,
-    # which tests prove on the build machine; re-check it on the serving host, in both
-    # processes that score (small batches here, large ones in the scoring process).
+    # which tests prove on the build machine; re-check it on the serving host.
     engine = predictor.engine
     invariant = await anyio.to_thread.run_sync(
         lambda: engine.check_batch_invariance(n_samples=predictor.default_n_samples)
     )
-    scoring = None
-    if inference.scoring_process:
-        scoring, hello = await _start_scoring_process(settings, predictor)
-        invariant = invariant and hello.invariant
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
     database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
-    writer = None
-    if settings.review_writer_process:
-        writer = WriterProcess(
-            settings.database_url,
-            timeout_s=settings.database_timeout_s,
-            log_level=settings.log_level,
-        )
-        await writer.start()
-    batcher = _batcher(settings, predictor, metrics, scoring)
+    batcher = _batcher(settings, predictor, metrics)
     await batcher.start()
     metrics.set_model(
         version=predictor.model_version,
@@ -80,8 +67,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.predictor = predictor
     app.state.database = database
     app.state.batcher = batcher
-    app.state.scoring_process = scoring
-    app.state.writer_process = writer
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
     app.state.intake = Intake(
         predictor=predictor,
@@ -91,7 +76,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_n_samples=settings.inference.max_n_samples,
         observe=TurnBuffer(metrics.observe_predictions, name="predictions").extend,
         max_pending_writes=settings.inference.max_queue_size,
-        writer_process=writer,
     )
     await app.state.intake.start()
     log.info(
@@ -99,7 +83,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={
             "model_version": predictor.model_version,
             "device": str(getattr(engine, "device", inference.device)),
-            "scoring_process": scoring is not None,
         },
     )
     # NOTE: a full collection walks every object the model, torch and SQLAlchemy left behind
@@ -113,46 +96,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await batcher.stop()
         await app.state.intake.stop()
-        if writer is not None:
-            await writer.stop()
-        if scoring is not None:
-            await scoring.stop()
         database.dispose()
-        for name in (
-            "intake",
-            "batcher",
-            "predictor",
-            "scoring_process",
-            "writer_process",
-            "database",
-            "queue_collector",
-        ):
+        for name in _LIFESPAN_STATE:
             setattr(app.state, name, None)
 
 
-async def _start_scoring_process(
-    settings: Settings, predictor: Predictor
-) -> tuple[ScoringProcess, Hello]:
-    """The scoring child, started, with the same model as `predictor`, and its greeting."""
-    scoring = ScoringProcess(
-        settings.resolved_model_dir(),
-        device=settings.inference.device,
-        default_n_samples=settings.inference.n_samples,
-        threads=settings.inference.threads,
-        log_level=settings.log_level,
-        answer_timeout_s=settings.inference.scoring_timeout_s,
-    )
-    hello = await scoring.start()
-    if hello.model_version != predictor.model_version:
-        await scoring.stop()
-        raise ScoringProcessError(
-            f"the scoring process loaded model {hello.model_version}, not {predictor.model_version}"
-        )
-    return scoring, hello
-
-
 def _batcher(
-    settings: Settings, predictor: Predictor, metrics: Metrics, scoring: ScoringProcess | None
+    settings: Settings, predictor: Predictor, metrics: Metrics
 ) -> MicroBatcher[ScoringRequest, Prediction]:
     version = predictor.model_version
     holder: list[MicroBatcher[ScoringRequest, Prediction]] = []
@@ -162,9 +112,6 @@ def _batcher(
         metrics.queue_depth.labels(version).set(holder[0].queue_depth)
 
     inference = settings.inference
-    # NOTE: batches above `inline_max_items` go to the child instead of a thread; with two in
-    # flight the child starts the next one while the loop reads the last one's answer.
-    run, in_flight = (None, 1) if scoring is None else (scoring.predict, 2)
     batcher: MicroBatcher[ScoringRequest, Prediction] = MicroBatcher(
         predictor.predict,
         max_batch_size=inference.max_batch_size,
@@ -172,8 +119,6 @@ def _batcher(
         max_queue_size=inference.max_queue_size,
         inline_max_items=inference.inline_max_items,
         on_batch=on_batch,
-        run=run,
-        max_in_flight=in_flight,
         settle_turns=inference.batch_settle_turns,
     )
     holder.append(batcher)
@@ -198,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
-    for name in ("intake", "batcher", "predictor", "database", "queue_collector", "writer_process"):
+    for name in _LIFESPAN_STATE:
         setattr(app.state, name, None)
     install_error_handlers(app)
     # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).

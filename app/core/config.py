@@ -36,23 +36,12 @@ class InferenceSettings(BaseModel):
     out `max_batch_delay_us`. Measured on two cores, single encounters, 32 connections: one
     worker 4,162 and 4,300 requests/s with 0, 4,609 and 4,582 with 4; two workers 4,797 and
     4,818 with 0, 5,538 and 5,142 with 4 (2 gave 4,410-5,338, 8 gave 4,437-5,621)."""
-    scoring_process: bool = True
-    """Score batches above `inline_max_items` in a child process of each serving process (one
-    per worker) instead of on a thread, which shares the interpreter lock with the event loop.
-    Measured with one worker on two cores, batches of 1,000 encounters: 26,961 and 26,166
-    encounters/s against 18,563 and 17,058 on a thread; single encounters, scored on the loop
-    either way, 3,380 against 3,353 requests/s. The child is restarted when it dies; batches
-    it would score get 503 meanwhile."""
-    scoring_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    """Longest the scoring process may take to answer one batch; past it the child is taken
-    for hung, ended and started again, and the requests it held get 503."""
     inline_max_items: int = Field(default=64, ge=0, le=65536)
-    """In-process scoring only (`scoring_process` off): batches of at most this many
-    encounters are scored on the event loop, larger ones on a worker thread; 0 sends every
-    batch to the thread. Measured under load on two cores: a worker thread scoring small
-    batches spent about two thirds of its time waiting for the interpreter lock the event loop
-    holds (a batch of 21 took 3.1 ms, 1.0 ms alone), which made it the bottleneck; on the loop
-    a batch of 64 blocks other requests for about 2 ms."""
+    """Batches of at most this many encounters are scored on the event loop, larger ones on a
+    worker thread; 0 sends every batch to the thread. Measured under load on two cores: a
+    worker thread scoring small batches spent about two thirds of its time waiting for the
+    interpreter lock the event loop holds (a batch of 21 took 3.1 ms, 1.0 ms alone), which made
+    it the bottleneck; on the loop a batch of 64 blocks other requests for about 2 ms."""
     max_queue_size: int = Field(default=4096, ge=1)
     """Most encounters waiting for the engine; beyond it the API answers 503 with Retry-After."""
     threads: int | None = Field(default=1, ge=1)
@@ -98,12 +87,6 @@ class Settings(BaseSettings):
     """SQLAlchemy URL: a SQLite file by default, `postgresql+psycopg://...` for deployments."""
     database_timeout_s: float = Field(default=5.0, gt=0, le=120)
     """Longest a database connect or statement may take before the request gets a 503."""
-    review_writer_process: bool = True
-    """Commit flagged cases in a child process of each serving process (one per worker) instead
-    of on a database thread, which shares the interpreter lock with the event loop. Measured
-    on two cores, two SQLite workers, single encounters at 128 connections, four pairs side
-    by side: 7,136-8,074 requests/s on the thread, 7,826-8,692 in the child. The child is
-    restarted when it dies; flagged cases get 503 meanwhile."""
     model_dir: Path | None = None
     """Model version folder; None takes the newest version under `models/readmission/`."""
     model_repository: Path = DEFAULT_REPOSITORY

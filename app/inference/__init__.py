@@ -1,24 +1,8 @@
-"""Inference: model loading, the MC-dropout engine and the micro-batcher (no web framework here).
+"""Inference: model loading, the MC-dropout engine and the micro-batcher (no web framework here)."""
 
-NOTE: the names below load on first use, so a process that needs only `app.inference.prediction`
-(the review-queue writer's child) never imports torch.
-"""
-
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.inference.batcher import MicroBatcher, QueueFullError
-    from app.inference.engine import MCDropoutEngine, MCDropoutResult
-    from app.inference.model import BayesianMLP
-
-_HOMES = {
-    "BayesianMLP": "app.inference.model",
-    "MCDropoutEngine": "app.inference.engine",
-    "MCDropoutResult": "app.inference.engine",
-    "MicroBatcher": "app.inference.batcher",
-    "QueueFullError": "app.inference.batcher",
-}
+from app.inference.batcher import MicroBatcher, QueueFullError
+from app.inference.engine import MCDropoutEngine, MCDropoutResult
+from app.inference.model import BayesianMLP
 
 __all__ = [
     "BayesianMLP",
@@ -27,10 +11,3 @@ __all__ = [
     "MicroBatcher",
     "QueueFullError",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(home), name)

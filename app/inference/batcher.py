@@ -3,18 +3,20 @@
 Requests wait in a bounded queue; a worker task takes the oldest one, keeps adding whole
 requests until the batch holds `max_batch_size` items, `max_batch_delay_us` has passed since
 the first, or (with `settle_turns`) that many event-loop turns have passed without a new
-request, then runs the synchronous `process` on a worker thread (or through `run`) and hands
-each request its own slice of the results. A request larger than `max_batch_size` runs
-as its own batch. An exception in `process` reaches every request of that batch.
+request, then runs the synchronous `process` off the event loop and hands each request its
+own slice of the results. A request larger than `max_batch_size` runs as its own batch. An
+exception in `process` reaches every request of that batch.
 
 Settling closes a batch once arrivals stop rather than at a fixed delay: every loop turn reads
 the sockets that are ready, so a few quiet turns mean the requests already sent have all been
 queued, and waiting on only adds latency. Under a fixed delay a worker holding few connections
 sat idle waiting it out.
 
-A batch of at most `inline_max_items` items runs on the event loop itself instead (see
-`InferenceSettings.inline_max_items` for why). With `max_in_flight` above one, the next batch
-is collected and started while earlier ones are still running.
+Off the event loop means on a worker thread, or through `run` when the caller has its own way
+(an executor with a timeout, say). A batch of at most `inline_max_items` items runs on the
+event loop itself instead, for work too small to be worth a thread hand-off. With
+`max_in_flight` above one, the next batch is collected and started while earlier ones are
+still running.
 """
 
 import asyncio
@@ -72,9 +74,6 @@ class MicroBatcher(Generic[T, R]):
         self._max_delay_s = max_batch_delay_us / 1e6
         self._max_queue_size = max_queue_size
         self._on_batch = on_batch
-        # NOTE: how a batch is scored off the event loop: `process` on a worker thread by
-        # default; the review-queue writer runs it through `Database.run` (its timeout and 503
-        # mapping), and the scoring process replaces it with its own async call.
         self._run_off_loop = run or partial(_in_thread, process)
         self._inline_max_items = inline_max_items
         self._max_in_flight = max_in_flight

@@ -1,10 +1,6 @@
-"""One scored encounter, as every part of the service passes it on (no torch here).
+"""One scored encounter, as every part of the service passes it on."""
 
-NOTE: apart from the predictor, so the review-queue writer's child process, which stores
-predictions but never makes one, starts without loading torch (1.6 s and 190 MB a worker).
-"""
-
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 
 class Prediction(NamedTuple):
@@ -27,9 +23,3 @@ class Prediction(NamedTuple):
     # the dropout passes lie in it. None from an engine that does not give it.
     band_low: float | None = None
     band_high: float | None = None
-
-
-def prediction_from_json(fields: list[Any]) -> Prediction:
-    """A `Prediction` from its fields in order, as a JSON document gives them back."""
-    fields[5] = tuple(fields[5])  # reasons: a JSON array
-    return Prediction._make(fields)

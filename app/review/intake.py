@@ -7,8 +7,7 @@ Flagged cases of concurrent requests are committed together (group commit): the 
 every request waiting when it is free and stores them in one transaction (on PostgreSQL one
 statement), so one commit (one fsync on SQLite) serves many requests. Each request still waits
 for its own commit, and answers 503 when it does not come within the database timeout. The
-commits run in the review-queue writer's child process when the service has one
-(`app.review.writer_process`), else on a database thread of the serving process.
+commits run on a database thread (`Database.run`), off the event loop.
 """
 
 import asyncio
@@ -24,7 +23,6 @@ from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.review.service import Case, FlaggedCase, UnflaggedCase, store_requests
 from app.review.versions import content_hash
-from app.review.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 _REQUESTS_PER_COMMIT: Final = 256
@@ -70,7 +68,6 @@ class Intake:
         max_n_samples: int,
         observe: Callable[[Sequence[Prediction]], None] | None = None,
         max_pending_writes: int = 4096,
-        writer_process: WriterProcess | None = None,
     ) -> None:
         self.predictor = predictor
         self.batcher = batcher
@@ -87,7 +84,7 @@ class Intake:
             max_batch_size=_REQUESTS_PER_COMMIT,
             max_batch_delay_us=0,
             max_queue_size=max_pending_writes,
-            run=writer_process.write if writer_process is not None else self._in_database,
+            run=self._in_database,
             max_in_flight=_COMMITS_IN_FLIGHT,
             name="database write",
         )

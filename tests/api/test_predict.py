@@ -114,7 +114,7 @@ async def test_the_same_flagged_encounter_twice_in_a_batch_makes_one_item(
 async def test_batch_answers_in_order_and_matches_single_predictions(
     app, client, keys, encounters, settings
 ) -> None:
-    # NOTE: above `inline_max_items`, so the batch is scored in the scoring process and the
+    # NOTE: above `inline_max_items`, so the batch is scored on a worker thread and the
     # single encounters on the event loop.
     batch = encounters[: settings.inference.inline_max_items + 36]
     response = await client.post("/predict/batch", json={"encounters": batch}, headers=keys["ehr"])
@@ -123,33 +123,10 @@ async def test_batch_answers_in_order_and_matches_single_predictions(
     assert [p["encounter_id"] for p in predictions] == [e["encounter_id"] for e in batch]
     for k in (5, len(batch) - 1):
         single = (await client.post("/predict", json=batch[k], headers=keys["ehr"])).json()
-        assert predictions[k] == single  # independent of the batch and process it was scored in
+        assert predictions[k] == single  # independent of the batch it was scored in
     flagged = [p for p in predictions if p["flagged"]]
     assert all(p["review_item_id"] is not None for p in flagged)
     assert count_rows(app, "review_items") == len(flagged)
-
-
-async def test_without_the_scoring_process_batches_score_the_same_on_a_thread(
-    client, keys, encounters, settings
-) -> None:
-    import httpx
-
-    from app.main import create_app
-
-    batch = {"encounters": encounters[:100]}
-    expected = await client.post("/predict/batch", json=batch, headers=keys["ehr"])
-    inference = settings.inference.model_copy(update={"scoring_process": False})
-    threaded = create_app(settings.model_copy(update={"inference": inference}))
-    async with threaded.router.lifespan_context(threaded):
-        assert threaded.state.scoring_process is None
-        transport = httpx.ASGITransport(app=threaded)
-        async with httpx.AsyncClient(transport=transport, base_url="http://triage.test") as other:
-            answer = await other.post("/predict/batch", json=batch, headers=keys["ehr"])
-            ready = await other.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["scoring_process"] is None
-    # NOTE: the same database, so the flagged ones find the items the first answer stored.
-    assert answer.status_code == expected.status_code == 200
-    assert answer.json() == expected.json()
 
 
 async def test_one_invalid_encounter_rejects_the_batch_and_stores_nothing(

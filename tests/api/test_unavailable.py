@@ -1,7 +1,5 @@
-"""Dependencies down: a flagged case is never answered 200 unless it was stored; the scoring
-process gone is a 503 until it is back."""
+"""Dependencies down: a flagged case is never answered 200 unless it was stored."""
 
-import asyncio
 import socket
 from typing import Any
 
@@ -24,32 +22,22 @@ def _dead_database(url: str, tmp_path: Any) -> Database:
     return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)
 
 
-class TestOnADatabaseThread:
-    """The review-queue writer on a database thread of the serving process, whose database
-    these tests can take away (the child process's: `tests/faults`, `tests/review`)."""
-
-    @pytest.fixture
-    def settings(self, settings: Any) -> Any:
-        return settings.model_copy(update={"review_writer_process": False})
-
-    async def test_flagged_case_gets_503_when_it_cannot_be_stored(
-        self, app, client, keys, flag_split, settings, tmp_path
-    ) -> None:
-        flagged, calm = flag_split
-        app.state.intake.database = _dead_database(settings.database_url, tmp_path)
-        response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-        assert response.status_code == 503 and response.headers["retry-after"] == "1"
-        assert "database" in response.json()["detail"]
-        batch = {"encounters": [calm[0], flagged[1]]}
-        assert (
-            await client.post("/predict/batch", json=batch, headers=keys["ehr"])
-        ).status_code == 503
-        # A case that needs no review does not need the queue, so it is still answered.
-        assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
-        app.state.intake.database = app.state.database  # the database is back: the retry is stored
-        retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-        assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
-        assert count_rows(app, "review_items") == 1
+async def test_flagged_case_gets_503_when_it_cannot_be_stored(
+    app, client, keys, flag_split, settings, tmp_path
+) -> None:
+    flagged, calm = flag_split
+    app.state.intake.database = _dead_database(settings.database_url, tmp_path)
+    response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "database" in response.json()["detail"]
+    batch = {"encounters": [calm[0], flagged[1]]}
+    assert (await client.post("/predict/batch", json=batch, headers=keys["ehr"])).status_code == 503
+    # A case that needs no review does not need the queue, so it is still answered.
+    assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
+    app.state.intake.database = app.state.database  # the database is back: the retry is stored
+    retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
+    assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
+    assert count_rows(app, "review_items") == 1
 
 
 # NOTE: only a database server can drop its clients' connections.
@@ -96,57 +84,5 @@ async def test_ready_when_model_and_database_are_up(client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {
-        "model_loaded": True, "model_version": "test-0.1", "scoring_process": True,
-        "review_writer": True, "database": True, "status": "ready",
+        "model_loaded": True, "model_version": "test-0.1", "database": True, "status": "ready",
     }  # fmt: skip
-
-
-async def test_scoring_process_down_is_503_not_ready_and_recovers(
-    app, client, keys, encounters, settings
-) -> None:
-    big = {"encounters": encounters[: settings.inference.inline_max_items + 1]}
-    scoring = app.state.scoring_process
-    scoring._child.kill()
-    await scoring._child.wait()
-    while scoring.alive:  # NOTE: until the answer reader has seen the pipe close
-        await asyncio.sleep(0.01)
-    down = await client.post("/predict/batch", json=big, headers=keys["ehr"])
-    assert down.status_code == 503 and down.headers["retry-after"] == "1"
-    assert "scoring process" in down.json()["detail"]
-    ready = await client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["scoring_process"] is False
-    # Small batches are scored by the serving process itself and are still answered.
-    assert (
-        await client.post("/predict", json=encounters[0], headers=keys["ehr"])
-    ).status_code == 200
-    for _ in range(600):
-        if (await client.get("/readyz")).status_code == 200:
-            break
-        await asyncio.sleep(0.1)
-    back = await client.post("/predict/batch", json=big, headers=keys["ehr"])
-    assert back.status_code == 200 and len(back.json()["predictions"]) == len(big["encounters"])
-
-
-async def test_review_writer_down_is_503_for_flagged_not_ready_and_recovers(
-    app, client, keys, flag_split
-) -> None:
-    flagged, calm = flag_split
-    writer = app.state.writer_process
-    writer._child.kill()
-    await writer._child.wait()
-    while writer.alive:  # NOTE: until the answer reader has seen the pipe close
-        await asyncio.sleep(0.01)
-    down = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-    assert down.status_code == 503 and down.headers["retry-after"] == "1"
-    assert "review-queue writer" in down.json()["detail"]
-    ready = await client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["review_writer"] is False
-    # A case that needs no review does not need the writer, so it is still answered.
-    assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
-    for _ in range(600):
-        if (await client.get("/readyz")).status_code == 200:
-            break
-        await asyncio.sleep(0.1)
-    retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
-    assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
-    assert count_rows(app, "review_items") == 1

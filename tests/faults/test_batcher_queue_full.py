@@ -28,7 +28,7 @@ async def test_full_queue_is_503_with_retry_after(
     # NOTE: every batch on a worker thread, so the stalled engine below holds up the batcher
     # and not the event loop that takes the burst.
     inference = {"device": "cpu", "max_batch_size": QUEUE, "max_queue_size": QUEUE}
-    inference |= {"inline_max_items": 0, "scoring_process": False}
+    inference |= {"inline_max_items": 0}
     settings = Settings(database_url=url, model_dir=model_dir, inference=inference)
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -6,12 +6,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.core.errors import BadRequestError
 from app.db.base import utcnow
 from app.db.session import Database
 from app.inference.predictor import Prediction
 from app.review import service
 from app.review.models import ReviewEvent, ReviewItem
-from app.review.service import FlaggedCase, get_item, item_events, store_flagged
+from app.review.service import (
+    FlaggedCase,
+    get_item,
+    item_events,
+    store_flagged,
+    store_requests,
+)
 
 
 @pytest.fixture
@@ -116,3 +123,16 @@ def test_a_group_larger_than_one_statement_is_stored_whole(databases, monkeypatc
     with database.session() as session:
         assert session.query(ReviewItem).count() == 8
         assert sorted(e.item_id for e in session.query(ReviewEvent)) == sorted(ids)
+
+
+def test_a_value_the_database_refuses_fails_only_its_request(databases, database_url) -> None:
+    """Two requests in one group commit: the one PostgreSQL refuses gets its 400, the other
+    is stored."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite stores a NUL character in text; PostgreSQL refuses it")
+    database, _ = databases
+    refused, stored = store_requests(database, [[_case("bad\x00id")], [_case("enc-9")]])
+    assert isinstance(refused, BadRequestError) and "NUL" in refused.message
+    assert isinstance(stored, list) and len(stored) == 1
+    with database.session() as session:
+        assert get_item(session=session, item_id=stored[0]).encounter_id == "enc-9"
