@@ -49,8 +49,6 @@ NOVELTY: Final = "novelty"
 NOVELTY_REASON: Final = OOD_PREFIX + NOVELTY
 MISSING: Final = "__missing__"
 MALFORMED: Final = "__malformed__"
-# NOTE: finite (not inf) so rank statistics still order the feature-flagged cases among themselves.
-FEATURE_RANK: Final = 1e6
 CATEGORY_COLUMNS: Final = (
     AGE_COLUMN,
     *TEXT_CATEGORICAL_COLUMNS,
@@ -177,7 +175,8 @@ def _to_float(value: Value) -> float:
         return math.inf
 
 
-def _as_float(values: Sequence[Value]) -> np.ndarray:
+def as_float(values: Sequence[Value]) -> np.ndarray:
+    """A count column as float64, NaN where missing or malformed."""
     return np.array([_to_float(v) for v in values], dtype=np.float64)
 
 
@@ -211,52 +210,6 @@ class DomainGuard:
         self._precision_t = torch.from_numpy(self.precision)  # shares memory: no copy per call
         checks = [(name, self._check_of(name)) for name in GUARD_COLUMNS]
         self._flags = ColumnMemos(checks, _MAX_REMEMBERED)
-
-    # ----------------------------------------------------------------- fitting
-
-    @classmethod
-    def fit(
-        cls,
-        model: nn.Module,
-        train_columns: Columns,
-        x_train: np.ndarray,
-        x_validation: np.ndarray,
-        *,
-        novelty_rate: float = 0.02,
-    ) -> "DomainGuard":
-        """Fit ranges, vocabularies and the covariance on training; the threshold on validation."""
-        from sklearn.covariance import LedoitWolf  # training-only dependency
-
-        if not 0.0 < novelty_rate < 1.0:
-            raise ValueError(f"novelty rate must be strictly between 0 and 1, got {novelty_rate}")
-        ranges: dict[str, tuple[float, float, bool]] = {}
-        for name in COUNT_COLUMNS:
-            values = _as_float(train_columns[name])
-            present = values[~np.isnan(values)]
-            if present.size == 0:
-                raise ValueError(f"column {name!r} has no values to fit the guard on")
-            ranges[name] = (
-                float(present.min()),
-                float(present.max()),
-                bool(np.isnan(values).any()),
-            )
-        observed = {
-            name: sorted({category_slot(name, v) for v in train_columns[name]})
-            for name in CATEGORY_COLUMNS
-        }
-        h = hidden_features(model, x_train)
-        lw = LedoitWolf(assume_centered=False).fit(h)
-        guard = cls(
-            ranges=ranges,
-            observed=observed,
-            mean=lw.location_,
-            precision=lw.precision_,
-            threshold=np.inf,
-            quantile=1.0 - novelty_rate,
-            model=model,
-        )
-        scores = guard.novelty(x_validation)
-        return guard.with_threshold(float(np.quantile(scores, 1.0 - novelty_rate)))
 
     def with_threshold(self, threshold: float, quantile: float | None = None) -> "DomainGuard":
         """A copy with another novelty threshold."""
@@ -377,41 +330,3 @@ def _pack(array: np.ndarray) -> dict[str, Any]:
 def _unpack(data: Mapping[str, Any]) -> np.ndarray:
     raw = np.frombuffer(base64.b64decode(data["base64"]), dtype="<f4")
     return raw.reshape(data["shape"]).astype(np.float64)
-
-
-# --------------------------------------------------------------------------- referral policy
-
-
-def referral_score(std: np.ndarray, std_threshold: float, guard: GuardResult) -> np.ndarray:
-    """One number per encounter, above 1 exactly when the combined policy flags it.
-
-    The policy: flag when std > threshold, or the novelty score is above its threshold, or any
-    per-feature check fires. Each continuous part is divided by its threshold so they share one
-    scale; a per-feature reason ranks first (the score gains `FEATURE_RANK`).
-    """
-    ratio = np.maximum(
-        np.asarray(std, dtype=np.float64) / max(std_threshold, 1e-12),
-        guard.novelty / max(guard.novelty_threshold, 1e-12),
-    )
-    out: np.ndarray = ratio + np.where(guard.any_feature, FEATURE_RANK, 0.0)
-    return out
-
-
-def fit_std_threshold(std: np.ndarray, guard_flagged: np.ndarray, review_rate: float) -> float:
-    """The std threshold that makes the combined flag rate on validation equal `review_rate`.
-
-    The guard's flags are spent first; the std flag gets the rest of the budget, chosen among
-    the encounters the guard left unflagged.
-    """
-    if not 0.0 < review_rate < 1.0:
-        raise ValueError(f"review rate must be strictly between 0 and 1, got {review_rate}")
-    std = np.asarray(std, dtype=np.float64)
-    guard_flagged = np.asarray(guard_flagged, dtype=bool)
-    left = review_rate * len(std) - guard_flagged.sum()
-    if left <= 0:
-        raise ValueError(
-            f"the domain guard alone flags {guard_flagged.mean():.3f} of validation encounters, "
-            f"more than the review rate {review_rate}; lower the guard's novelty share"
-        )
-    rest = std[~guard_flagged]
-    return float(np.quantile(rest, 1.0 - left / len(rest)))

@@ -25,8 +25,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.db.session import UNAVAILABLE_ERRORS, Database
+from app.inference.flags import HIGH_UNCERTAINTY
 from app.inference.guard import NOVELTY_REASON, OOD_PREFIX
-from app.inference.predictor import HIGH_UNCERTAINTY, Prediction
+from app.inference.predictor import Prediction
 from app.observability.access import RequestRecord
 from app.review.models import ReviewItem, ReviewStatus
 

@@ -5,6 +5,8 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from app.inference.flags import uncertain
+
 _EPS = 1e-6
 
 
@@ -29,12 +31,6 @@ def fit_platt(probability: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     }
 
 
-def flag(std: np.ndarray, threshold: float) -> np.ndarray:
-    """Mark encounters whose MC std is above the threshold (sent to clinician review)."""
-    flagged: np.ndarray = np.asarray(std) > threshold
-    return flagged
-
-
 def fit_threshold(std: np.ndarray, review_rate: float) -> dict[str, Any]:
     """Choose the std threshold that flags `review_rate` of the validation encounters."""
     if not 0.0 < review_rate < 1.0:
@@ -47,5 +43,5 @@ def fit_threshold(std: np.ndarray, review_rate: float) -> dict[str, Any]:
         "measure": "std",
         "threshold": threshold,
         "review_rate": review_rate,
-        "validation_flag_rate": float(flag(std, threshold).mean()),
+        "validation_flag_rate": float(uncertain(std, threshold).mean()),
     }

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from app.inference.calibration import calibrate as apply_calibration
+from app.inference.flags import flagged
 from app.inference.guard import DomainGuard
 from app.inference.repository import (
     DEFAULT_REPOSITORY,
@@ -21,12 +22,12 @@ from app.inference.repository import (
     load_model,
     write_card,
 )
-from app.training.calibration import fit_threshold, flag
+from app.training.calibration import fit_threshold
 from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
 from app.training.evaluation import mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
-from app.training.referral import fit_thresholds
+from app.training.policy import fit_thresholds
 from app.training.referral_report import build_report, recipe_from_card, refit_guard
 from app.training.train import reproducible
 
@@ -195,11 +196,11 @@ def _flagged(
 ) -> np.ndarray:
     """The card's flag decisions: std above its threshold, or any domain-guard reason."""
     rows = np.ones(len(x), dtype=bool) if rows is None else rows
-    flagged: np.ndarray = flag(std[rows], float(loaded.card["uncertainty"]["threshold"]))
+    checked = None
     if "domain_guard" in loaded.card:
         guard = DomainGuard.from_dict(loaded.card["domain_guard"], loaded.model)
-        flagged = flagged | guard.check_columns(dataset.columns(rows), x[rows]).flagged
-    return flagged
+        checked = guard.check_columns(dataset.columns(rows), x[rows])
+    return flagged(std[rows], float(loaded.card["uncertainty"]["threshold"]), checked)
 
 
 def report_referral(args: argparse.Namespace) -> int:

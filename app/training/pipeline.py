@@ -13,13 +13,14 @@ from threadpoolctl import threadpool_limits
 
 from app.features import FeatureSpec
 from app.inference.calibration import calibrate
+from app.inference.flags import uncertain
 from app.inference.repository import DEFAULT_REPOSITORY, save_model
 from app.training import baselines
-from app.training.calibration import fit_platt, flag
+from app.training.calibration import fit_platt
 from app.training.data import SPLITS, load_dataset, split_assignment
 from app.training.evaluation import flag_agreement, mc_scores
 from app.training.metrics import summary
-from app.training.referral import fit_policy
+from app.training.policy import fit_policy
 from app.training.report import FIXED_THRESHOLD, ReportInputs, write_report
 from app.training.train import Recipe, predict_deterministic, reproducible, train_model
 
@@ -178,9 +179,9 @@ def _test_metrics(
         "positives": int(y.sum()),
         **{k: main[k] for k in ("auroc", "auprc", "brier", "ece")},
         "auroc_ci": [main["auroc_ci_low"], main["auroc_ci_high"]],
-        "flag_rate": float((flag(std, uncertainty["threshold"]) | guard_flagged).mean()),
-        "flag_rate_std_only": float(flag(std, uncertainty["threshold"]).mean()),
-        "flag_rate_at_fixed_0_15": float(flag(std, FIXED_THRESHOLD).mean()),
+        "flag_rate": float((uncertain(std, uncertainty["threshold"]) | guard_flagged).mean()),
+        "flag_rate_std_only": float(uncertain(std, uncertainty["threshold"]).mean()),
+        "flag_rate_at_fixed_0_15": float(uncertain(std, FIXED_THRESHOLD).mean()),
         "models": models,
     }
     if "gradient_boosting" in models:

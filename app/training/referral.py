@@ -17,19 +17,15 @@ import torch
 from app.features.encoder import Columns
 from app.inference.calibration import calibrate
 from app.inference.engine import MCDropoutEngine
-from app.inference.guard import (
-    FEATURE_RANK,
-    DomainGuard,
-    GuardResult,
-    fit_std_threshold,
-    referral_score,
-)
+from app.inference.flags import flagged
+from app.inference.guard import DomainGuard, GuardResult
 from app.training.metrics import auroc, bootstrap_auroc_ci, brier
 
 FRACTIONS: Final = (0.05, 0.10, 0.20, 0.30)
 RESAMPLES: Final = 1000
-NOVELTY_SHARE: Final = 0.2
 CHUNK: Final = 1024
+# NOTE: finite (not inf) so rank statistics still order the feature-flagged cases among themselves.
+FEATURE_RANK: Final = 1e6
 
 
 @dataclass(frozen=True)
@@ -49,9 +45,8 @@ class Scored:
 
     @property
     def flagged(self) -> np.ndarray:
-        """The combined policy's flags."""
-        out: np.ndarray = self.combined > 1.0
-        return out
+        """The flag rule's decisions."""
+        return flagged(self.std, self.std_threshold, self.guard)
 
 
 def mc_scores(
@@ -205,76 +200,16 @@ def flag_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     }
 
 
-def fit_policy(
-    model: torch.nn.Module,
-    train_columns: Columns,
-    x_train: np.ndarray,
-    validation_columns: Columns,
-    x_validation: np.ndarray,
-    *,
-    review_rate: float,
-    n_samples: int,
-    seed: int,
-    novelty_share: float = NOVELTY_SHARE,
-    validation_std: np.ndarray | None = None,
-) -> tuple[DomainGuard, dict[str, Any]]:
-    """Fit the guard and the std threshold so the combined flag rate on validation is the budget.
+def referral_score(std: np.ndarray, std_threshold: float, guard: GuardResult) -> np.ndarray:
+    """One number per encounter, above 1 exactly when the combined policy flags it.
 
-    The novelty score gets `novelty_share` of the review rate (its threshold is that quantile
-    of the validation scores); per-feature reasons take what they take; the std threshold is
-    then chosen among the rest so that std OR guard flags exactly `review_rate` of validation.
+    The policy: flag when std > threshold, or the novelty score is above its threshold, or any
+    per-feature check fires. Each continuous part is divided by its threshold so they share one
+    scale; a per-feature reason ranks first (the score gains `FEATURE_RANK`).
     """
-    guard = DomainGuard.fit(
-        model, train_columns, x_train, x_validation, novelty_rate=review_rate * novelty_share
+    ratio = np.maximum(
+        np.asarray(std, dtype=np.float64) / max(std_threshold, 1e-12),
+        guard.novelty / max(guard.novelty_threshold, 1e-12),
     )
-    std = validation_std
-    if std is None:
-        engine = MCDropoutEngine(model, device="cpu", default_seed=seed)
-        _, std, _ = mc_scores(engine, x_validation, n_samples=n_samples, seed=seed)
-    return fit_thresholds(
-        guard, std, validation_columns, x_validation,
-        review_rate=review_rate, novelty_share=novelty_share,
-    )  # fmt: skip
-
-
-def fit_thresholds(
-    guard: DomainGuard,
-    validation_std: np.ndarray,
-    validation_columns: Columns,
-    x_validation: np.ndarray,
-    *,
-    review_rate: float,
-    novelty_share: float | None = NOVELTY_SHARE,
-) -> tuple[DomainGuard, dict[str, Any]]:
-    """Derive the std threshold (and the novelty one, unless `novelty_share` is None) for a rate.
-
-    With `novelty_share` None the guard is kept exactly as fitted and only the std threshold
-    moves (`triage calibrate`); the guard's own validation share then comes off the budget.
-    """
-    if novelty_share is not None:
-        quantile = 1.0 - review_rate * novelty_share
-        novelty = guard.novelty(x_validation)
-        guard = guard.with_threshold(float(np.quantile(novelty, quantile)), quantile)
-    checked = guard.check_columns(validation_columns, x_validation)
-    std = np.asarray(validation_std, dtype=np.float64)
-    threshold = fit_std_threshold(std, checked.flagged, review_rate)
-    uncertainty = {
-        "measure": "std",
-        "threshold": threshold,
-        "review_rate": review_rate,
-        "validation_flag_rate": float(((std > threshold) | checked.flagged).mean()),
-        "policy": "flag when std > threshold or the domain guard gives any reason",
-        "validation_rates": rates(std, threshold, checked),
-    }
-    return guard, uncertainty
-
-
-def rates(std: np.ndarray, threshold: float, guard: GuardResult) -> dict[str, float]:
-    """Share of encounters flagged in all and by each reason (a case can have several)."""
-    high = std > threshold
-    return {
-        "flagged": float((high | guard.flagged).mean()),
-        "high_uncertainty": float(high.mean()),
-        "out_of_distribution:novelty": float(guard.novel.mean()),
-        "out_of_distribution:feature": float(guard.any_feature.mean()),
-    }
+    out: np.ndarray = ratio + np.where(guard.any_feature, FEATURE_RANK, 0.0)
+    return out

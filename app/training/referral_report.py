@@ -14,12 +14,12 @@ from app.features.encoder import Columns
 from app.inference.engine import MCDropoutEngine
 from app.inference.guard import DomainGuard
 from app.training.data import Dataset
+from app.training.policy import rates
 from app.training.referral import (
     CHUNK,
     Scored,
     flag_agreement,
     group_metrics,
-    rates,
     referral_curve,
     referral_table,
     score,
@@ -220,7 +220,7 @@ def refit_guard(
     split: np.ndarray,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit the guard and the combined policy on the card's own split; return the new card."""
-    from app.training.referral import fit_policy
+    from app.training.policy import fit_policy
 
     mc = card["mc"]
     n_samples, seed = int(mc["n_samples"]), int(mc["seed"])

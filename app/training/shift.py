@@ -175,7 +175,8 @@ def heldout_under_30(
     n_samples: int,
 ) -> dict[str, Any]:
     """Retrain on patients aged 30+ only (same recipe), then try to tell the under-30s apart."""
-    from app.training.referral import fit_policy, score
+    from app.training.policy import fit_policy
+    from app.training.referral import score
     from app.training.train import train_model
 
     is_young = young(dataset.columns())

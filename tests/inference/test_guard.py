@@ -10,15 +10,16 @@ import torch
 
 from app.features import FeatureSpec
 from app.inference import BayesianMLP
+from app.inference.flags import flagged
 from app.inference.guard import (
     GUARD_COLUMNS,
     NOVELTY_REASON,
     OOD_PREFIX,
     DomainGuard,
     GuardResult,
-    fit_std_threshold,
-    referral_score,
 )
+from app.training.policy import fit_guard, fit_std_threshold
+from app.training.referral import referral_score
 from bench.harness import published_rows
 
 N_TRAIN = 3000
@@ -38,7 +39,7 @@ def fitted(data_file: Path) -> dict[str, Any]:
     torch.manual_seed(0)
     model = BayesianMLP(spec.n_features, [16], 0.2)
     model.eval()
-    guard = DomainGuard.fit(model, train_cols, x_train, x_held, novelty_rate=0.05)
+    guard = fit_guard(model, train_cols, x_train, x_held, novelty_rate=0.05)
     return {"guard": guard, "spec": spec, "model": model, "held": held, "x_held": x_held}
 
 
@@ -143,7 +144,8 @@ def test_referral_score_is_above_one_exactly_when_flagged(fitted: dict[str, Any]
     result = guard.check_columns(columns, fitted["x_held"])
     std = np.random.default_rng(2).gamma(2.0, 0.01, len(fitted["held"]))
     score = referral_score(std, 0.03, result)
-    assert np.array_equal(score > 1.0, (std > 0.03) | result.flagged)
+    assert np.array_equal(score > 1.0, flagged(std, 0.03, result))
+    assert np.array_equal(flagged(std, 0.03, result), (std > 0.03) | result.flagged)
 
 
 def test_predictor_and_metrics_carry_the_guard_reasons(fitted: dict[str, Any]) -> None:

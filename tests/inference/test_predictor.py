@@ -2,12 +2,14 @@
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from app.inference import MCDropoutEngine
 from app.inference.calibration import calibrate
-from app.inference.predictor import HIGH_UNCERTAINTY, Predictor, ScoringRequest, flag_reasons
+from app.inference.flags import HIGH_UNCERTAINTY, reasons
+from app.inference.predictor import Predictor, ScoringRequest
 from app.inference.repository import latest_version_dir, load_model
 
 pytestmark = pytest.mark.data
@@ -67,8 +69,7 @@ def _columns(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_flag_rule_is_strictly_above_the_threshold() -> None:
-    assert flag_reasons(std=0.05, threshold=0.05) == ()
-    assert flag_reasons(std=0.0501, threshold=0.05) == (HIGH_UNCERTAINTY,)
+    assert reasons(np.array([0.05, 0.0501]), 0.05) == [(), (HIGH_UNCERTAINTY,)]
 
 
 def test_the_guard_scores_the_engines_activations_as_its_own(encounters) -> None:

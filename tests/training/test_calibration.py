@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from app.inference.calibration import calibrate
-from app.training.calibration import fit_platt, fit_threshold, flag
+from app.inference.flags import uncertain
+from app.training.calibration import fit_platt, fit_threshold
 from app.training.metrics import ece
 
 
@@ -39,7 +40,7 @@ def test_threshold_flags_the_target_share() -> None:
         section = fit_threshold(std, rate)
         assert section["measure"] == "std" and section["review_rate"] == rate
         assert section["validation_flag_rate"] == pytest.approx(rate, abs=0.001)
-        assert flag(std, section["threshold"]).mean() == pytest.approx(rate, abs=0.001)
+        assert uncertain(std, section["threshold"]).mean() == pytest.approx(rate, abs=0.001)
 
 
 def test_a_lower_review_rate_raises_the_threshold() -> None:

@@ -11,9 +11,9 @@ from app.inference import MCDropoutEngine
 from app.training import shift
 from app.training.calibration import fit_platt
 from app.training.data import load_dataset, split_assignment
+from app.training.policy import fit_policy
 from app.training.referral import (
     bootstrap_mean_ci,
-    fit_policy,
     flag_agreement,
     group_metrics,
     mc_scores,
