@@ -4,6 +4,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
+from app.inference.repository import resolve_model_dir
 from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessError
 from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
 from app.observability.turn import TurnBuffer
@@ -40,8 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     inference = settings.inference
+    model_dir = resolve_model_dir(settings.model_dir, settings.model_repository)
     predictor = Predictor.load(
-        settings.resolved_model_dir(),
+        model_dir,
         device=inference.device,
         default_n_samples=inference.n_samples,
         threads=inference.threads,
@@ -55,7 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     scoring = None
     if inference.scoring_process:
-        scoring, hello = await _start_scoring_process(settings, predictor)
+        scoring, hello = await _start_scoring_process(settings, model_dir, predictor)
         invariant = invariant and hello.invariant
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
@@ -131,11 +134,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _start_scoring_process(
-    settings: Settings, predictor: Predictor
+    settings: Settings, model_dir: Path, predictor: Predictor
 ) -> tuple[ScoringProcess, Hello]:
     """The scoring child, started, with the same model as `predictor`, and its greeting."""
     scoring = ScoringProcess(
-        settings.resolved_model_dir(),
+        model_dir,
         device=settings.inference.device,
         default_n_samples=settings.inference.n_samples,
         threads=settings.inference.threads,
