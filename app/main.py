@@ -4,6 +4,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -23,12 +24,14 @@ from app.auth.cache import KeyCache
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
+from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.inference.repository import resolve_model_dir
 from app.inference.scoring_process import Hello, ScoringProcess, ScoringProcessError
-from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
+from app.observability.metrics import Metrics, multiprocess_dir
 from app.observability.turn import TurnBuffer
 from app.review.intake import Intake
+from app.review.metrics import ReviewQueueCollector
 from app.review.writer_process import WriterProcess
 from app.web.render import STATIC_DIR
 
@@ -79,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         version=predictor.model_version,
         n_samples=predictor.default_n_samples,
         threshold=predictor.threshold,
+        flag_reasons=FLAG_REASON_LABELS,
     )
     app.state.predictor = predictor
     app.state.database = database
@@ -92,7 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database=database,
         min_n_samples=settings.inference.min_n_samples,
         max_n_samples=settings.inference.max_n_samples,
-        observe=TurnBuffer(metrics.observe_predictions, name="predictions").extend,
+        observe=TurnBuffer(partial(observe_predictions, metrics), name="predictions").extend,
         max_pending_writes=settings.inference.max_queue_size,
         writer_process=writer,
     )
