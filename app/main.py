@@ -18,7 +18,7 @@ from app.api.direct import DirectRoutes
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import admin, health, metrics, predict, review_page, review_queue
+from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.core.config import Settings
@@ -34,6 +34,7 @@ from app.review.intake import Intake
 from app.review.metrics import ReviewQueueCollector
 from app.review.writer_process import WriterProcess
 from app.web.render import STATIC_DIR
+from app.web.routes import ROUTERS as PAGE_ROUTERS
 
 log = logging.getLogger("triage")
 
@@ -223,7 +224,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     document_body_types(app, predict.BODY_TYPES)
-    app.include_router(review_page.router)
+    for router in PAGE_ROUTERS:
+        app.include_router(router)
     install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -232,9 +232,7 @@ def when(moment: datetime) -> str:
 def case_view(item: ReviewItem) -> CaseView:
     """Present one review item."""
     e = item.encounter
-    chart = uncertainty(
-        item.probability, item.std, item.threshold, (item.band_low, item.band_high)
-    )
+    chart = uncertainty(item.probability, item.std, item.threshold, (item.band_low, item.band_high))
     reasons = [reason(r) for r in item.reasons]
     summary = [
         Field("Age", age_band(e.get("age"))),

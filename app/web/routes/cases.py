@@ -1,9 +1,8 @@
-"""The clinician review page (HTML): sign in with a clinician key, work the queue.
+"""The clinician review page's queue and cases (HTML): list, claim, release and resolve.
 
 Routes only: listing goes through `app.review.service`, claiming, releasing and resolving
-through `app.review.workflow`, as the JSON API does. Sessions live in the database
-(`app.auth.sessions`), so sign-out ends every copy of the cookie. Every POST needs the
-session's CSRF token and a same-site origin.
+through `app.review.workflow`, as the JSON API does. Every POST needs the session's CSRF
+token and a same-site origin.
 """
 
 from collections.abc import Callable
@@ -14,17 +13,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import ItemId, SessionDep, SettingsDep
 from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
-from app.auth.models import Role
-from app.auth.service import Principal, authenticate
-from app.auth.sessions import end_session, start_session
-from app.core.errors import AppError, BadRequestError, UnauthorizedError
+from app.auth.service import Principal
+from app.core.errors import AppError, BadRequestError
 from app.review import service, workflow
 from app.review.models import Outcome, ReviewStatus
 from app.review.schemas import SortKey
-from app.web.auth import PAGE_ROLE, refusal_for
 from app.web.present import OUTCOME_WORDS, STATUS_WORDS, case_view, event_view
 from app.web.render import render
-from app.web.session import clear_cookie, set_cookie
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -37,7 +32,6 @@ NOTICES: Final = {
     "released": "You released this case. It is back in the queue for anyone to claim.",
 }
 MAX_NOTE: Final = 4000
-MAX_KEY: Final = 200
 
 
 def _queue_context(
@@ -105,75 +99,6 @@ def queue_fragment(
     return render(request, "queue_list.html", context)
 
 
-@router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_page(request: Request, auth: PageAuthDep) -> Response:
-    """The sign-in form (a signed-out session cookie carries its CSRF token)."""
-    if auth.principal is not None:
-        return RedirectResponse("/review", status_code=303)
-    return _sign_in_form(request, auth, error=None, status_code=200)
-
-
-def _sign_in_form(
-    request: Request, auth: PageAuth, *, error: str | None, status_code: int
-) -> HTMLResponse:
-    web = auth.web if auth.web is not None and auth.web.key_id is None else None
-    web = web or auth.signer.new_session(None)
-    fresh = PageAuth(auth.signer, web, None, auth.secure)
-    context = {"auth": fresh, "title": "Sign in", "error": error}
-    response = render(request, "sign_in.html", context, status_code=status_code)
-    set_cookie(response, auth.signer, web, secure=auth.secure)
-    return response
-
-
-@router.post("/sign-in", response_class=HTMLResponse)
-def sign_in(
-    request: Request,
-    auth: PageAuthDep,
-    session: SessionDep,
-    api_key: Annotated[str, Form(max_length=MAX_KEY)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    """Check a clinician key and start a signed session; other roles are refused."""
-    refused = refused_post(request, auth, csrf_token)
-    if refused is not None:
-        return refused
-    try:
-        principal = authenticate(session=session, key=api_key.strip())
-    except UnauthorizedError:
-        message = "That key was not recognised, or it has been revoked."
-        return _sign_in_form(request, auth, error=message, status_code=401)
-    if principal.role != PAGE_ROLE:
-        return _sign_in_form(
-            request, auth, error=refusal_for(Role(principal.role)), status_code=403
-        )
-    response = RedirectResponse("/review", status_code=303)
-    # NOTE: a fresh nonce at sign-in, so a token seen before sign-in is worthless after it.
-    web = auth.signer.new_session(principal.key_id)
-    start_session(
-        session=session, key_id=principal.key_id, session_id=web.nonce, expires=web.expires
-    )
-    set_cookie(response, auth.signer, web, secure=auth.secure)
-    return response
-
-
-@router.post("/sign-out")
-def sign_out(
-    request: Request,
-    auth: PageAuthDep,
-    session: SessionDep,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    """End the session in the database (every copy of the cookie dies) and clear the cookie."""
-    refused = refused_post(request, auth, csrf_token)
-    if refused is not None:
-        return refused
-    if auth.web is not None and auth.web.key_id is not None:
-        end_session(session=session, session_id=auth.web.nonce)
-    response = RedirectResponse("/review/sign-in", status_code=303)
-    clear_cookie(response, secure=auth.secure)
-    return response
-
-
 def _case_page(
     request: Request,
     auth: PageAuth,
@@ -237,36 +162,38 @@ def _case_action(
     return RedirectResponse(f"/review/cases/{item_id}?done={done}", status_code=303)
 
 
-@router.post("/cases/{item_id}/claim", response_class=HTMLResponse)
-def claim_case(
-    request: Request,
-    item_id: ItemId,
-    auth: PageAuthDep,
-    session: SessionDep,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    """Claim a pending case; another clinician's claim wins with a clear message (409)."""
+def _holder_change(name: str, change: Callable[..., object], done: str, doc: str) -> None:
+    """Register `POST /cases/{id}/<name>`: `change` (claim or release) by the clinician."""
 
-    def act(actor: Principal) -> object:
-        return workflow.claim(session=session, item_id=item_id, actor=actor)
+    def route(
+        request: Request,
+        item_id: ItemId,
+        auth: PageAuthDep,
+        session: SessionDep,
+        csrf_token: Annotated[str, Form(max_length=200)] = "",
+    ) -> Response:
+        def act(actor: Principal) -> object:
+            return change(session=session, item_id=item_id, actor=actor)
 
-    return _case_action(request, auth, session, item_id, csrf_token, act, "claimed")
+        return _case_action(request, auth, session, item_id, csrf_token, act, done)
+
+    route.__name__ = route.__qualname__ = f"{name}_case"
+    route.__doc__ = doc
+    router.post(f"/cases/{{item_id}}/{name}", response_class=HTMLResponse)(route)
 
 
-@router.post("/cases/{item_id}/release", response_class=HTMLResponse)
-def release_case(
-    request: Request,
-    item_id: ItemId,
-    auth: PageAuthDep,
-    session: SessionDep,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    """Give back a case you hold, so another clinician can claim it."""
-
-    def act(actor: Principal) -> object:
-        return workflow.release(session=session, item_id=item_id, actor=actor)
-
-    return _case_action(request, auth, session, item_id, csrf_token, act, "released")
+_holder_change(
+    "claim",
+    workflow.claim,
+    "claimed",
+    "Claim a pending case; another clinician's claim wins with a clear message (409).",
+)
+_holder_change(
+    "release",
+    workflow.release,
+    "released",
+    "Give back a case you hold, so another clinician can claim it.",
+)
 
 
 @router.post("/cases/{item_id}/resolve", response_class=HTMLResponse)
