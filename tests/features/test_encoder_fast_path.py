@@ -7,7 +7,7 @@ import pytest
 
 from app.features import FeatureSpec, columns_from_records
 from app.features.encoder import ColumnMemos, Value
-from bench.harness import published_rows
+from tests.support import published_rows
 
 
 def _reference(spec: FeatureSpec, columns: dict) -> np.ndarray:

@@ -19,7 +19,7 @@ from app.inference.guard import (
     fit_std_threshold,
     referral_score,
 )
-from bench.harness import published_rows
+from tests.support import published_rows
 
 N_TRAIN = 3000
 

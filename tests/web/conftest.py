@@ -30,7 +30,7 @@ SESSION_SECRET = "web-tests-session-secret-0123456789"
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """A SQLite database migrated to the newest schema (the page's logic is backend-neutral)."""
-    from bench.harness import migrate_to_head
+    from tests.support import migrate_to_head
 
     return migrate_to_head(f"sqlite:///{tmp_path / 'review.db'}")
 
@@ -84,7 +84,7 @@ def live_server(settings: Any) -> Iterator[LiveServer]:
     import uvicorn
 
     from app.main import create_app
-    from bench.harness import free_port
+    from tests.support import free_port
 
     app = create_app(settings)
     port = free_port()

@@ -4,8 +4,8 @@ import re
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 import pytest
+from sqlalchemy import text
 
 from tests.web.conftest import make_keys
 
