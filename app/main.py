@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import anyio
 from fastapi import FastAPI
@@ -37,6 +38,17 @@ from app.web.render import STATIC_DIR
 from app.web.routes import ROUTERS as PAGE_ROUTERS
 
 log = logging.getLogger("triage")
+
+# What the lifespan puts on `app.state`; None before it starts and after it stops.
+LIFESPAN_STATE: Final = (
+    "intake",
+    "batcher",
+    "predictor",
+    "scoring_process",
+    "writer_process",
+    "database",
+    "queue_collector",
+)
 
 
 @asynccontextmanager
@@ -126,16 +138,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if scoring is not None:
             await scoring.stop()
         database.dispose()
-        for name in (
-            "intake",
-            "batcher",
-            "predictor",
-            "scoring_process",
-            "writer_process",
-            "database",
-            "queue_collector",
-        ):
-            setattr(app.state, name, None)
+        _clear_lifespan_state(app)
+
+
+def _clear_lifespan_state(app: FastAPI) -> None:
+    """Set what the lifespan provides to None: not started yet, or stopped."""
+    for name in LIFESPAN_STATE:
+        setattr(app.state, name, None)
 
 
 async def _start_scoring_process(
@@ -206,8 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
-    for name in ("intake", "batcher", "predictor", "database", "queue_collector", "writer_process"):
-        setattr(app.state, name, None)
+    _clear_lifespan_state(app)
     install_error_handlers(app)
     # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
     scoring = [route for route in predict.router.routes if isinstance(route, APIRoute)]
