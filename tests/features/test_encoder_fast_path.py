@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from app.features import FeatureSpec, columns_from_records
-from app.features.encoder import ColumnMemos, Value
+from app.features.columns import Value
+from app.features.memos import ColumnMemos
 from tests.support import published_rows
 
 
