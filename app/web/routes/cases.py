@@ -18,8 +18,9 @@ from app.core.errors import AppError, BadRequestError
 from app.review import service, workflow
 from app.review.models import Outcome, ReviewStatus
 from app.review.schemas import SortKey
-from app.web.present import OUTCOME_WORDS, STATUS_WORDS, case_view, event_view
+from app.web.present import case_view, event_view
 from app.web.render import render
+from app.web.words import OUTCOME_WORDS, STATUS_WORDS
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
