@@ -6,10 +6,12 @@ token and a same-site origin.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, get_args
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.api.deps import ItemId, SessionDep, SettingsDep
 from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
@@ -35,41 +37,58 @@ NOTICES: Final = {
 MAX_NOTE: Final = 4000
 
 
-def _queue_context(
-    session: SessionDep, auth: PageAuth, status: str, sort: str, cursor: str | None, size: int
-) -> dict[str, Any]:
-    wanted = ReviewStatus(status) if status in STATUS_WORDS else None
-    order: Any = sort if sort in SORTS else "std"
-    items, next_cursor = service.list_items(
-        session=session, status=wanted, sort=order, limit=size, cursor=cursor
-    )
-    return {
-        "auth": auth,
-        "cases": [case_view(item) for item in items],
-        "status": wanted.value if wanted else "",
-        "sort": order,
-        "cursor": cursor or "",
-        "next_cursor": next_cursor,
-        "statuses": STATUS_WORDS,
-        "sorts": SORTS,
-    }
+@dataclass(frozen=True)
+class QueueRequest:
+    """What one queue view asks for; listed only once the page knows who is signed in."""
+
+    auth: PageAuth
+    session: Session
+    status: str
+    sort: str
+    cursor: str | None
+    size: int
+
+    def context(self) -> dict[str, Any]:
+        """The listing's template context; an `AppError` for a stale or foreign cursor."""
+        wanted = ReviewStatus(self.status) if self.status in STATUS_WORDS else None
+        order: Any = self.sort if self.sort in SORTS else "std"
+        items, next_cursor = service.list_items(
+            session=self.session, status=wanted, sort=order, limit=self.size, cursor=self.cursor
+        )
+        return {
+            "auth": self.auth,
+            "cases": [case_view(item) for item in items],
+            "status": wanted.value if wanted else "",
+            "sort": order,
+            "cursor": self.cursor or "",
+            "next_cursor": next_cursor,
+            "statuses": STATUS_WORDS,
+            "sorts": SORTS,
+        }
 
 
-@router.get("", response_class=HTMLResponse)
-def queue_page(
-    request: Request,
+def _queue_request(
     auth: PageAuthDep,
     session: SessionDep,
     settings: SettingsDep,
     status: str = "",
     sort: str = "std",
     cursor: str | None = None,
-) -> Response:
+) -> QueueRequest:
+    return QueueRequest(auth, session, status, sort, cursor, settings.review_page_size)
+
+
+QueueDep = Annotated[QueueRequest, Depends(_queue_request)]
+
+
+@router.get("", response_class=HTMLResponse)
+def queue_page(request: Request, queue: QueueDep) -> Response:
     """The queue: flagged cases with their uncertainty, clinical summary, status and holder."""
+    auth = queue.auth
     if auth.principal is None:
         return to_sign_in()
     try:
-        context = _queue_context(session, auth, status, sort, cursor, settings.review_page_size)
+        context = queue.context()
     except AppError as exc:  # a stale or foreign cursor
         return render(
             request,
@@ -81,20 +100,12 @@ def queue_page(
 
 
 @router.get("/list", response_class=HTMLResponse)
-def queue_fragment(
-    request: Request,
-    auth: PageAuthDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    status: str = "",
-    sort: str = "std",
-    cursor: str | None = None,
-) -> Response:
+def queue_fragment(request: Request, queue: QueueDep) -> Response:
     """The list alone, for the page's script to refresh in place."""
-    if auth.principal is None:
+    if queue.auth.principal is None:
         return HTMLResponse("Signed out", status_code=401, headers={"Cache-Control": "no-store"})
     try:
-        context = _queue_context(session, auth, status, sort, cursor, settings.review_page_size)
+        context = queue.context()
     except AppError as exc:
         return HTMLResponse(exc.message, status_code=exc.status_code)
     return render(request, "queue_list.html", context)
