@@ -36,16 +36,12 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, model_dir: Path) -> Any:
-    """Settings for page tests: cookies without Secure, since the tests speak plain HTTP."""
-    from app.core.config import Settings
+def settings(settings: Any) -> Any:
+    """The suite's settings with cookies without Secure, since page tests speak plain HTTP."""
+    from app.core.config import AuthSettings
 
-    return Settings(
-        database_url=database_url,
-        model_dir=model_dir,
-        inference={"device": "cpu", "max_batch_delay_us": 500, "threads": 1},
-        auth={"session_secret": SESSION_SECRET, "secure_cookies": False},
-    )
+    settings.auth = AuthSettings(session_secret=SESSION_SECRET, secure_cookies=False)
+    return settings
 
 
 def make_keys(app: Any) -> dict[str, str]:
