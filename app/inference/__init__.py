@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.inference.batcher import MicroBatcher, QueueFullError
-    from app.inference.engine import MCDropoutEngine, MCDropoutResult
+    from app.inference.engine import MCDropoutEngine
     from app.inference.model import BayesianMLP
+    from app.inference.statistics import MCDropoutResult
 
 _HOMES = {
     "BayesianMLP": "app.inference.model",
     "MCDropoutEngine": "app.inference.engine",
-    "MCDropoutResult": "app.inference.engine",
+    "MCDropoutResult": "app.inference.statistics",
     "MicroBatcher": "app.inference.batcher",
     "QueueFullError": "app.inference.batcher",
 }

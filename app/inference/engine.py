@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from app.inference.model import BayesianMLP
-from app.inference.statistics import SUMMARY_FIELDS, probability, summarise
+from app.inference.statistics import SUMMARY_FIELDS, MCDropoutResult, probability, summarise
 
 DEFAULT_N_SAMPLES = 256
 _MASK_CACHE_SIZE = 8
@@ -57,27 +57,6 @@ ROW_MULTIPLE = 8
 _ROWS_ELEMENTS = 1 << 19  # rows per chunk x N: few, large elementwise passes per batch
 _SAMPLE_ELEMENTS = 1 << 20  # rows x samples x width of one later-layer product
 _MAX_SEED = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class MCDropoutResult:
-    """Per-encounter MC-dropout summary; every tensor is `[B]` float32 on the CPU."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    std_standard_error: torch.Tensor
-    mutual_information: torch.Tensor
-    # The 5th and 95th percentiles of the N passes' probabilities (order statistics, so any
-    # monotone calibration maps them to the calibrated passes' percentiles).
-    band_low: torch.Tensor
-    band_high: torch.Tensor
-    n_samples: int
-    seed: int
-    # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
-    # computed them on its way (no dropout before that layer's output: the shipped model), so
-    # the domain guard need not run the layer again. None otherwise (on CUDA the bits would
-    # differ from the CPU's, which the guard's thresholds were fitted with).
-    hidden: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

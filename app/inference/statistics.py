@@ -1,5 +1,5 @@
 """Per-row statistics of MC-dropout logits `[rows, N]`: mean, std, its standard error, BALD
-and the 5th-95th percentile band of the passes' probabilities.
+and the 5th-95th percentile band of the passes' probabilities, and the result that holds them.
 
 The `[rows, N]` passes run in float32 NumPy on the CPU (torch on CUDA) and the per-row
 formulas in float64 NumPy: at small batches a torch operator's dispatch costs more than its
@@ -8,6 +8,7 @@ rows beside it (batch invariance, see `app.inference.engine`).
 """
 
 import math
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -15,6 +16,27 @@ import torch
 
 _TINY = 1e-300  # a floor that keeps divisions and logs finite where a value is exactly 0
 _LOGIT_LIMIT = 80.0  # exp(80) is finite in float32; sigmoid(+-80) is 1 or 0 there
+
+
+@dataclass(frozen=True)
+class MCDropoutResult:
+    """Per-encounter MC-dropout summary; every tensor is `[B]` float32 on the CPU."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    std_standard_error: torch.Tensor
+    mutual_information: torch.Tensor
+    # The 5th and 95th percentiles of the N passes' probabilities (order statistics, so any
+    # monotone calibration maps them to the calibrated passes' percentiles).
+    band_low: torch.Tensor
+    band_high: torch.Tensor
+    n_samples: int
+    seed: int
+    # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
+    # computed them on its way (no dropout before that layer's output: the shipped model), so
+    # the domain guard need not run the layer again. None otherwise (on CUDA the bits would
+    # differ from the CPU's, which the guard's thresholds were fitted with).
+    hidden: np.ndarray | None = None
 
 
 def probability(xp: Any, z: Any) -> Any:
