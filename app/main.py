@@ -4,6 +4,8 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Final
 
 import anyio
 from fastapi import FastAPI
@@ -16,21 +18,31 @@ from app.api.direct import DirectRoutes
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import admin, health, metrics, predict, review_page, review_queue
+from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
+from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
-from app.observability.metrics import Metrics, ReviewQueueCollector, multiprocess_dir
+from app.inference.repository import resolve_model_dir
+from app.observability.metrics import Metrics, multiprocess_dir
 from app.observability.turn import TurnBuffer
 from app.review.intake import Intake
+from app.review.metrics import ReviewQueueCollector
 from app.web.render import STATIC_DIR
+from app.web.routes import ROUTERS as PAGE_ROUTERS
 
 log = logging.getLogger("triage")
-# What the lifespan puts on `app.state`: None before it starts and after it ends.
-_LIFESPAN_STATE = ("intake", "batcher", "predictor", "database", "queue_collector")
+# What the lifespan puts on `app.state`; None before it starts and after it stops.
+LIFESPAN_STATE: Final = (
+    "intake",
+    "batcher",
+    "predictor",
+    "database",
+    "queue_collector",
+)
 
 
 @asynccontextmanager
@@ -40,8 +52,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     inference = settings.inference
+    model_dir = resolve_model_dir(settings.model_dir, settings.model_repository)
     predictor = Predictor.load(
-        settings.resolved_model_dir(),
+        model_dir,
         device=inference.device,
         default_n_samples=inference.n_samples,
         threads=inference.threads,
@@ -63,6 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         version=predictor.model_version,
         n_samples=predictor.default_n_samples,
         threshold=predictor.threshold,
+        flag_reasons=FLAG_REASON_LABELS,
     )
     app.state.predictor = predictor
     app.state.database = database
@@ -74,7 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database=database,
         min_n_samples=settings.inference.min_n_samples,
         max_n_samples=settings.inference.max_n_samples,
-        observe=TurnBuffer(metrics.observe_predictions, name="predictions").extend,
+        observe=TurnBuffer(partial(observe_predictions, metrics), name="predictions").extend,
         max_pending_writes=settings.inference.max_queue_size,
     )
     await app.state.intake.start()
@@ -97,8 +111,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.stop()
         await app.state.intake.stop()
         database.dispose()
-        for name in _LIFESPAN_STATE:
-            setattr(app.state, name, None)
+        _clear_lifespan_state(app)
+
+
+def _clear_lifespan_state(app: FastAPI) -> None:
+    """Set what the lifespan provides to None: not started yet, or stopped."""
+    for name in LIFESPAN_STATE:
+        setattr(app.state, name, None)
 
 
 def _batcher(
@@ -143,8 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
-    for name in _LIFESPAN_STATE:
-        setattr(app.state, name, None)
+    _clear_lifespan_state(app)
     install_error_handlers(app)
     # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
     scoring = [route for route in predict.router.routes if isinstance(route, APIRoute)]
@@ -161,7 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     document_body_types(app, predict.BODY_TYPES)
-    app.include_router(review_page.router)
+    for router in PAGE_ROUTERS:
+        app.include_router(router)
     install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

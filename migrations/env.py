@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from app.core.config import Settings
-from app.db.models import Base
 from app.db.session import make_engine
+from app.models import Base
 
 config = context.config
 target_metadata = Base.metadata

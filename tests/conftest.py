@@ -9,18 +9,15 @@ from typing import Any
 
 import pytest
 
-DATA_ENV = "TRIAGE_DATA_DIR"
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "diabetes130"
-DATA_FILE = "diabetic_data.csv.gz"
+from tests.support import data_path
 
 
 @pytest.fixture(scope="session")
 def data_file() -> Path:
     """The real data file: $TRIAGE_DATA_DIR, else ../shared/data/diabetes130/; skip if absent."""
-    directory = Path(os.environ.get(DATA_ENV, DEFAULT_DATA_DIR))
-    path = directory / DATA_FILE
+    path = data_path()
     if not path.is_file():
-        pytest.skip(f"real data not found at {path}; set {DATA_ENV} to the diabetes130 folder")
+        pytest.skip(f"real data not found at {path}; set TRIAGE_DATA_DIR to the diabetes130 folder")
     return path
 
 
@@ -33,7 +30,7 @@ N_ROWS = 4000
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server URL: $TRIAGE_TEST_POSTGRES_URL, else a throwaway local instance."""
-    from bench.harness import postgres, postgres_bindir
+    from tests.support import postgres, postgres_bindir
 
     if os.environ.get(POSTGRES_ENV):
         yield os.environ[POSTGRES_ENV]
@@ -74,7 +71,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture
 def database_url(empty_database_url: str) -> str:
     """A database on each backend, migrated to the newest schema."""
-    from bench.harness import migrate_to_head
+    from tests.support import migrate_to_head
 
     return migrate_to_head(empty_database_url)
 
@@ -82,7 +79,7 @@ def database_url(empty_database_url: str) -> str:
 @pytest.fixture(scope="session")
 def encounters(data_file: Path) -> list[dict[str, Any]]:
     """Real encounters from the data file in the API's request format."""
-    from bench.harness import published_rows
+    from tests.support import published_rows
 
     return published_rows(data_file, N_ROWS)
 

@@ -4,13 +4,13 @@ Nested groups use a double underscore: `TRIAGE_INFERENCE__DEVICE=cuda`.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.inference.repository import DEFAULT_REPOSITORY, latest_version_dir
-
+# The model repository unless `model_repository` says otherwise; inference reads it too.
+DEFAULT_MODEL_REPOSITORY: Final = Path("models") / "readmission"
 MIN_SECRET_LENGTH = 16
 WEAK_SECRETS = frozenset({"changeme", "changethis", "secret", "password", "changemechangeme"})
 
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     """Longest a database connect or statement may take before the request gets a 503."""
     model_dir: Path | None = None
     """Model version folder; None takes the newest version under `models/readmission/`."""
-    model_repository: Path = DEFAULT_REPOSITORY
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY
     """Where model versions live when `model_dir` is not set."""
     max_batch_encounters: int = Field(default=1000, ge=1, le=100_000)
     """Most encounters one `POST /predict/batch` may carry."""
@@ -134,11 +134,3 @@ class Settings(BaseSettings):
         if self.review_page_size > self.review_max_page_size:
             raise ValueError("review_page_size is above review_max_page_size")
         return self
-
-    def resolved_model_dir(self) -> Path:
-        """The model folder to load: the configured one or the newest version."""
-        return (
-            self.model_dir
-            if self.model_dir is not None
-            else latest_version_dir(self.model_repository)
-        )

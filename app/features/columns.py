@@ -1,7 +1,11 @@
 """The published Diabetes 130-US column set: names, value types and the clinical rules on them."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
+
+# A raw field as the file or a request gives it, and a batch of them column by column.
+Value = str | int | float | None
+Columns = Mapping[str, Sequence[Value]]
 
 ID_COLUMNS: Final = ("encounter_id", "patient_nbr")
 LABEL_COLUMN: Final = "readmitted"

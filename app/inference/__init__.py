@@ -1,8 +1,9 @@
 """Inference: model loading, the MC-dropout engine and the micro-batcher (no web framework here)."""
 
 from app.inference.batcher import MicroBatcher, QueueFullError
-from app.inference.engine import MCDropoutEngine, MCDropoutResult
+from app.inference.engine import MCDropoutEngine
 from app.inference.model import BayesianMLP
+from app.inference.statistics import MCDropoutResult
 
 __all__ = [
     "BayesianMLP",

@@ -19,9 +19,7 @@ Speed
   one dropout layer (the shipped model) the mask is folded into the output weights,
   `F[j, n] = keep[n, j] * w_out[j] / (1-p)`, so all N passes are one product `[B,H] x [H,N]`.
   Later dropout layers cost one `[B*S, H] x [H, H']` product per chunk of S samples.
-- The statistics of the `[rows, N]` probabilities run in float32 NumPy on the CPU (torch on
-  CUDA) and the per-row formulas in float64 NumPy: at small B a torch operator's dispatch
-  costs more than its arithmetic, and a lone encounter would pay it some forty times.
+- The statistics of the `[rows, N]` probabilities are `app.inference.statistics`.
 
 Batch invariance (the same encounter gives the same bits alone or inside any batch)
 - Every per-encounter quantity is computed row-wise: matrix products whose output row depends
@@ -40,17 +38,16 @@ Batch invariance (the same encounter gives the same bits alone or inside any bat
   count, so each encounter always runs through identically shaped kernels.
 """
 
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Final
 
 import numpy as np
 import torch
 from torch import nn
 
 from app.inference.model import BayesianMLP
+from app.inference.statistics import SUMMARY_FIELDS, MCDropoutResult, probability, summarise
 
 DEFAULT_N_SAMPLES = 256
 _MASK_CACHE_SIZE = 8
@@ -60,29 +57,6 @@ ROW_MULTIPLE = 8
 _ROWS_ELEMENTS = 1 << 19  # rows per chunk x N: few, large elementwise passes per batch
 _SAMPLE_ELEMENTS = 1 << 20  # rows x samples x width of one later-layer product
 _MAX_SEED = 2**63 - 1
-_TINY = 1e-300  # a floor that keeps divisions and logs finite where a value is exactly 0
-_LOGIT_LIMIT = 80.0  # exp(80) is finite in float32; sigmoid(+-80) is 1 or 0 there
-
-
-@dataclass(frozen=True)
-class MCDropoutResult:
-    """Per-encounter MC-dropout summary; every tensor is `[B]` float32 on the CPU."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    std_standard_error: torch.Tensor
-    mutual_information: torch.Tensor
-    # The 5th and 95th percentiles of the N passes' probabilities (order statistics, so any
-    # monotone calibration maps them to the calibrated passes' percentiles).
-    band_low: torch.Tensor
-    band_high: torch.Tensor
-    n_samples: int
-    seed: int
-    # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
-    # computed them on its way (no dropout before that layer's output: the shipped model), so
-    # the domain guard need not run the layer again. None otherwise (on CUDA the bits would
-    # differ from the CPU's, which the guard's thresholds were fitted with).
-    hidden: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -197,13 +171,13 @@ class MCDropoutEngine:
         batch = self.predict(probe, n_samples=n_samples)
         for rows in (slice(0, 1), slice(1, 2), slice(37, 40), slice(66, 67)):
             part = self.predict(probe[rows], n_samples=n_samples)
-            for name in _SUMMARY_FIELDS:
+            for name in SUMMARY_FIELDS:
                 if not torch.equal(getattr(part, name), getattr(batch, name)[rows]):
                     return False
         return True
 
     def _run(self, x: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return `[6, B]` float32 (the `_SUMMARY_FIELDS`) and `hidden`."""
+        """Return `[6, B]` float32 (the `SUMMARY_FIELDS`) and `hidden`."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
@@ -225,7 +199,7 @@ class MCDropoutEngine:
         if hiddens:
             hidden = hiddens[0] if len(hiddens) == 1 else np.concatenate(hiddens)
         if not parts:
-            return np.zeros((len(_SUMMARY_FIELDS), 0), dtype=np.float32), hidden
+            return np.zeros((len(SUMMARY_FIELDS), 0), dtype=np.float32), hidden
         return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), hidden
 
     def _deterministic_layers(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,8 +215,8 @@ class MCDropoutEngine:
         first = self._deterministic_depth - 1
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
-            out = np.zeros((len(_SUMMARY_FIELDS), size), dtype=np.float32)
-            out[0] = out[4] = out[5] = _probability(torch, logit).cpu().numpy()[:size]
+            out = np.zeros((len(SUMMARY_FIELDS), size), dtype=np.float32)
+            out[0] = out[4] = out[5] = probability(torch, logit).cpu().numpy()[:size]
             return out
         if masks.fold_t is not None:
             logits = torch.addmm(self._out_b, h, masks.fold_t)
@@ -250,7 +224,7 @@ class MCDropoutEngine:
             logits = self._later_layers(h, n, masks, first)
         # NOTE: on the CPU the padding rows are dropped before the statistics (NumPy's work is
         # row by row); on CUDA the whole fixed-shape chunk goes through, as the products did.
-        return _summarise(logits, n)[:, :size] if self._cuda else _summarise(logits[:size], n)
+        return summarise(logits, n)[:, :size] if self._cuda else summarise(logits[:size], n)
 
     def _later_layers(self, h: torch.Tensor, n: int, masks: _Masks, first: int) -> torch.Tensor:
         """Return logits `[rows, N]` when dropout layers follow the first one."""
@@ -314,115 +288,3 @@ def _check_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return seed
-
-
-def _probability(xp: Any, z: Any) -> Any:
-    """`sigmoid(z)` in place of `z`, as `1 / (1 + exp(-z))`: accurate for either sign of `z`."""
-    # NOTE: the floor only keeps exp finite (sigmoid(-80) is already 0 in float32); elementwise
-    # exp and correctly rounded + and / give the same bits at any position of a tensor.
-    if xp is np:
-        np.maximum(z, -_LOGIT_LIMIT, out=z)
-    else:
-        z.clamp_min_(-_LOGIT_LIMIT)
-    xp.negative(z, out=z)
-    xp.exp(z, out=z)
-    z += 1.0
-    return xp.reciprocal(z, out=z)
-
-
-def _sample_sums(logits: torch.Tensor, n: int) -> np.ndarray:
-    """Per row of logits `[rows, N]`: sums of p, of its entropy, of (p - mean)^4 and (p - mean)^2.
-
-    The `[rows, N]` passes run in float32 with NumPy on the CPU, where an operator on a short
-    row costs well under torch's dispatch (the B = 1 case), and with torch on CUDA, where the
-    data stays on the device. `logits` is overwritten. Returns `[4, rows]` float32 on the CPU.
-    """
-    cpu = logits.device.type == "cpu"
-    xp: Any = np if cpu else torch
-    z: Any = logits.numpy() if cpu else logits
-    row_sum: Any = np.add.reduce if cpu else torch.sum  # (x, 1, out=...) means the same to both
-    sums: Any = np.empty((4, len(z)), np.float32) if cpu else logits.new_empty((4, len(z)))
-    a = xp.abs(z)
-    q = xp.negative(a)
-    xp.exp(q, out=q)  # exp(-|z|), in (0, 1]
-    # NOTE: the Bernoulli entropy is symmetric in z: log1p(exp(-|z|)) + |z| sigmoid(-|z|), with
-    # no cancellation at either tail.
-    entropy = xp.log1p(q)
-    xp.divide(q, xp.add(q, 1.0), out=q)  # sigmoid(-|z|)
-    entropy += xp.multiply(a, q, out=a)
-    row_sum(entropy, 1, out=sums[1])
-    prob = _probability(xp, z)
-    row_sum(prob, 1, out=sums[0])
-    prob -= (sums[0] / n)[:, None]
-    deviation2 = xp.square(prob, out=prob)
-    row_sum(deviation2, 1, out=sums[3])
-    row_sum(xp.square(deviation2, out=deviation2), 1, out=sums[2])
-    return sums if cpu else sums.cpu().numpy()
-
-
-def _summarise(logits: torch.Tensor, n: int) -> np.ndarray:
-    """Return `[6, rows]` float32 `_SUMMARY_FIELDS` from logits `[rows, N]`: mean, std, the
-    std's Monte Carlo SE, BALD and the 5th and 95th percentiles of the passes' probabilities.
-
-    `logits` is overwritten.
-    """
-    band = _band_logits(logits, n)
-    # NOTE: sums are pairwise over one contiguous row at a time and the per-row formulas are
-    # elementwise, so a row's result does not depend on its neighbours. The per-row formulas
-    # run in float64 NumPy: on a short vector an operator costs a fraction of torch's dispatch.
-    mean, mean_entropy, m4, var = _sample_sums(logits, n) / _divisors(n)
-    out = np.empty((len(_SUMMARY_FIELDS), len(mean)), dtype=np.float64)
-    out[0] = mean
-    std = np.sqrt(var, out=out[1])
-    # NOTE: delta method: Var(s^2) ~ (m4 - s^4 (N-3)/(N-1)) / N and SE(s) ~ SE(s^2) / (2 s).
-    # std == 0 means every deviation is 0, so the numerator is 0 and the floor gives SE 0.
-    numerator = np.sqrt(np.maximum(m4 - var * var * ((n - 3) / (n - 1)), 0.0))
-    np.divide(numerator, np.maximum(std * (2.0 * math.sqrt(n)), _TINY), out=out[2])
-    # NOTE: BALD: the entropy of the mean, -(m log m + (1-m) log(1-m)), minus the mean entropy;
-    # |m - [0, 1]| gives m and 1 - m at once, and the floor makes 0 log 0 = 0 without a warning.
-    both = np.abs(mean - _ZERO_ONE)
-    both *= np.log(np.maximum(both, _TINY))
-    minus_entropy_of_mean = np.add.reduce(both, 0)
-    np.maximum(np.negative(minus_entropy_of_mean + mean_entropy), 0.0, out=out[3])
-    out[4:] = _probability(np, band)
-    return out.astype(np.float32)
-
-
-_SUMMARY_FIELDS: Final = (
-    "mean", "std", "std_standard_error", "mutual_information", "band_low", "band_high"
-)
-BAND_PERCENTILES: Final = (5, 95)
-
-
-def band_ranks(n: int) -> tuple[int, int]:
-    """The 0-based order statistics of N passes that bound the 5th-95th percentile band.
-
-    The lower rank rounds down and the upper one up, so at least 90% of the passes lie inside.
-    """
-    low, high = BAND_PERCENTILES
-    return math.floor(low / 100 * (n - 1)), math.ceil(high / 100 * (n - 1))
-
-
-def _band_logits(logits: torch.Tensor, n: int) -> np.ndarray:
-    """`[2, rows]` float64: each row's logits at the `band_ranks` (selection is row by row)."""
-    low, high = band_ranks(n)
-    if logits.device.type == "cpu":
-        chosen = np.partition(logits.numpy(), (low, high), axis=1)[:, [low, high]]
-        return chosen.T.astype(np.float64)
-    ends = [torch.kthvalue(logits, rank + 1, dim=1).values for rank in (low, high)]
-    return torch.stack(ends).cpu().numpy().astype(np.float64)
-
-
-_ZERO_ONE = np.array([[0.0], [1.0]])
-_DIVISORS: dict[int, np.ndarray] = {}
-
-
-def _divisors(n: int) -> np.ndarray:
-    """`[[N], [N], [N], [N-1]]`: turn the row sums into mean, mean entropy, m4 and variance."""
-    divisors = _DIVISORS.get(n)
-    if divisors is None:
-        divisors = np.array([[n], [n], [n], [n - 1]], dtype=np.float64)
-        if len(_DIVISORS) >= 64:
-            _DIVISORS.clear()
-        _DIVISORS[n] = divisors
-    return divisors

@@ -14,12 +14,13 @@ from typing import Any, Final
 
 from safetensors.torch import load_file, save_file
 
+from app.core.config import DEFAULT_MODEL_REPOSITORY
 from app.features.encoder import FeatureSpec
 from app.inference.model import BayesianMLP
 
 WEIGHTS_FILE: Final = "model.safetensors"
 CARD_FILE: Final = "model.json"
-DEFAULT_REPOSITORY: Final = Path("models") / "readmission"
+DEFAULT_REPOSITORY: Final = DEFAULT_MODEL_REPOSITORY
 
 
 class ModelLoadError(RuntimeError):
@@ -61,6 +62,11 @@ def latest_version_dir(repository: Path = DEFAULT_REPOSITORY) -> Path:
     if not versions:
         raise ModelLoadError(f"no model versions with a {CARD_FILE} under {repository}")
     return max(versions, key=lambda d: _version_key(d.name))
+
+
+def resolve_model_dir(model_dir: Path | None, repository: Path = DEFAULT_REPOSITORY) -> Path:
+    """The model folder to load: `model_dir` when given, else the newest under `repository`."""
+    return model_dir if model_dir is not None else latest_version_dir(repository)
 
 
 def save_model(model: BayesianMLP, card: Mapping[str, Any], directory: Path) -> dict[str, Any]:

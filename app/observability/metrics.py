@@ -1,14 +1,14 @@
 """Prometheus metrics: prediction and uncertainty distributions, batching, queue and HTTP.
 
 With `PROMETHEUS_MULTIPROC_DIR` set (`triage serve --workers N`), metric values live in files
-shared by the workers and a scrape aggregates them. Review-queue sizes are read from the
-database at scrape time, so every replica reports the same, correct numbers.
+shared by the workers and a scrape aggregates them. A scrape also collects what a domain
+counts at that moment (`exposition`'s collector), such as the review queue's sizes.
 """
 
 import os
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from prometheus_client import (
@@ -20,16 +20,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from app.db.session import UNAVAILABLE_ERRORS, Database
-from app.inference.flags import HIGH_UNCERTAINTY
-from app.inference.guard import NOVELTY_REASON, OOD_PREFIX
-from app.inference.predictor import Prediction
 from app.observability.access import RequestRecord
-from app.review.models import ReviewItem, ReviewStatus
 
 # NOTE: MC-dropout stds of a well-trained model sit mostly in 0.005-0.1, so the buckets are
 # dense there; default Prometheus buckets (0.005 ... 10) would put nearly everything in two.
@@ -48,19 +42,8 @@ HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 NOVELTY_BUCKETS: Final = (
     0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0,
 )  # fmt: skip
-# Flag reasons as counted: per-column out-of-distribution reasons share one label value, so the
-# label set stays bounded whatever a request holds.
-FLAG_REASON_LABELS: Final = (HIGH_UNCERTAINTY, NOVELTY_REASON, OOD_PREFIX + "feature")
-
 
 _MAX_CHILDREN: Final = 4096
-
-
-def reason_label(reason: str) -> str:
-    """Map a flag reason to its bounded metric label."""
-    if reason in (HIGH_UNCERTAINTY, NOVELTY_REASON):
-        return reason
-    return OOD_PREFIX + "feature" if reason.startswith(OOD_PREFIX) else "other"
 
 
 def multiprocess_dir() -> str | None:
@@ -160,37 +143,28 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def observe_predictions(self, predictions: Sequence[Prediction]) -> None:
-        """Record the distribution and flag counts of answered predictions."""
+    def observe_scores(
+        self,
+        model_version: str,
+        *,
+        stds: Sequence[float],
+        probabilities: Sequence[float],
+        novelty: Sequence[float],
+        flagged: int,
+        total: int,
+        reasons: Mapping[str, int],
+    ) -> None:
+        """Record one model version's answered predictions: distributions and flag counts."""
         # NOTE: counters are incremented once per label set and batch, histograms filled once
-        # per batch (`observe_all`): per encounter, `observe` was about 5 us of a batch.
-        versions = {p.model_version for p in predictions}
-        for version in versions:
-            group = (
-                predictions
-                if len(versions) == 1
-                else [p for p in predictions if p.model_version == version]
-            )
-            observe_all(self.child(self.prediction_std, version), [p.std for p in group])
-            observe_all(
-                self.child(self.prediction_probability, version), [p.probability for p in group]
-            )
-            novelty = [
-                p.novelty / p.novelty_threshold
-                for p in group
-                if p.novelty is not None and p.novelty_threshold
-            ]
-            observe_all(self.child(self.novelty, version), novelty)
-            flagged = sum(p.flagged for p in group)
-            for label, n in (("true", flagged), ("false", len(group) - flagged)):
-                if n:
-                    self.child(self.predictions, version, label).inc(n)
-            if flagged:
-                reasons = Tally(
-                    label for p in group for label in {reason_label(r) for r in p.reasons}
-                )
-                for label, n in reasons.items():
-                    self.child(self.flag_reasons, version, label).inc(n)
+        # per batch (`observe_all`), not once per encounter.
+        observe_all(self.child(self.prediction_std, model_version), stds)
+        observe_all(self.child(self.prediction_probability, model_version), probabilities)
+        observe_all(self.child(self.novelty, model_version), novelty)
+        for label, n in (("true", flagged), ("false", total - flagged)):
+            if n:
+                self.child(self.predictions, model_version, label).inc(n)
+        for label, n in reasons.items():
+            self.child(self.flag_reasons, model_version, label).inc(n)
 
     def observe_batch(self, *, model_version: str, size: int, seconds: float) -> None:
         """Record one engine call."""
@@ -209,10 +183,12 @@ class Metrics:
         for (method, route), values in seconds.items():
             observe_all(self.child(self.http_seconds, method, route), values)
 
-    def set_model(self, *, version: str, n_samples: int, threshold: float) -> None:
-        """Publish the served model's identity."""
+    def set_model(
+        self, *, version: str, n_samples: int, threshold: float, flag_reasons: Iterable[str] = ()
+    ) -> None:
+        """Publish the served model's identity, with a zero series for each of `flag_reasons`."""
         self.model_info.labels(version, str(n_samples), repr(threshold)).set(1)
-        for label in FLAG_REASON_LABELS:
+        for label in flag_reasons:
             self.flag_reasons.labels(version, label)  # NOTE: a zero series from the start
 
 
@@ -232,40 +208,6 @@ def observe_all(histogram: Any, values: Sequence[float]) -> None:
     histogram._sum.inc(sum(values))
     for index, count in counts.items():
         buckets[index].inc(count)
-
-
-class ReviewQueueCollector(Collector):
-    """`triage_review_items{status,model_version}` counted in the database at scrape time."""
-
-    def __init__(self, database: Database, model_version: str) -> None:
-        self.database = database
-        self.model_version = model_version
-
-    def collect(self) -> Iterable[Metric]:
-        """Count items per (model version, status); report the database as down on failure."""
-        items = GaugeMetricFamily(
-            "triage_review_items",
-            "Review-queue items by status.",
-            labels=["model_version", "status"],
-        )
-        up = GaugeMetricFamily("triage_database_up", "1 when the database answered the scrape.")
-        counts = {(self.model_version, s.value): 0 for s in ReviewStatus}
-        try:
-            with self.database.sessionmaker() as session:
-                query = select(ReviewItem.model_version, ReviewItem.status, func.count()).group_by(
-                    ReviewItem.model_version, ReviewItem.status
-                )
-                for version, status, count in session.execute(query):
-                    counts[(version, status)] = int(count)
-        except UNAVAILABLE_ERRORS:
-            up.add_metric([], 0)
-            yield up
-            return
-        for (version, status), count in sorted(counts.items()):
-            items.add_metric([version, status], count)
-        up.add_metric([], 1)
-        yield items
-        yield up
 
 
 def exposition(registry: CollectorRegistry | None, collector: Collector) -> tuple[bytes, str]:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import free_port
+from tests.support import free_port
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

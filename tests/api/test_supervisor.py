@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.supervisor import STARTUP_FAILURE
-from bench.harness import LOOPBACK, Process, free_port, spawn
+from tests.support import LOOPBACK, Process, free_port, spawn
 
 pytestmark = pytest.mark.slow
 

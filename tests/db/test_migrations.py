@@ -6,7 +6,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from app.cli import main
-from app.db.models import Base
+from app.models import Base
 
 TABLES = {"api_keys", "api_key_events", "page_sessions", "review_items", "review_events"}
 INITIAL = "3f6c1d2a9b10"

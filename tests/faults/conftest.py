@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import prepare_database
+from tests.support import prepare_database
 
 
 @pytest.fixture

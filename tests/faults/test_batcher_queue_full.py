@@ -13,7 +13,7 @@ from app.auth.models import Role
 from app.auth.service import create_key
 from app.core.config import Settings
 from app.main import create_app
-from bench.harness import prepare_database
+from tests.support import prepare_database
 
 pytestmark = pytest.mark.data
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from app.review.models import ReviewItem
-from bench.harness import postgres, postgres_bindir, prepare_database, triage_serve
+from tests.support import postgres, postgres_bindir, prepare_database, triage_serve
 
 pytestmark = [pytest.mark.data, pytest.mark.postgres, pytest.mark.slow]
 

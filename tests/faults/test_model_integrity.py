@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from app.core.config import Settings
 from app.inference.repository import CARD_FILE, WEIGHTS_FILE, ModelLoadError
 from app.main import create_app
-from bench.harness import triage_serve
+from tests.support import triage_serve
 
 pytestmark = pytest.mark.data
 

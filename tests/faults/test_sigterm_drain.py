@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from app.review.models import ReviewItem
-from bench.harness import triage_serve
+from tests.support import triage_serve
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

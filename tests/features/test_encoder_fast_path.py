@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from app.features import FeatureSpec, columns_from_records
-from app.features.encoder import ColumnMemos, Value
-from bench.harness import published_rows
+from app.features.columns import Value
+from app.features.memos import ColumnMemos
+from tests.support import published_rows
 
 
 def _reference(spec: FeatureSpec, columns: dict) -> np.ndarray:

@@ -20,7 +20,7 @@ from app.inference.guard import (
 )
 from app.training.policy import fit_guard, fit_std_threshold
 from app.training.referral import referral_score
-from bench.harness import published_rows
+from tests.support import published_rows
 
 N_TRAIN = 3000
 
@@ -152,6 +152,7 @@ def test_predictor_and_metrics_carry_the_guard_reasons(fitted: dict[str, Any]) -
     from prometheus_client import CollectorRegistry
 
     from app.inference import MCDropoutEngine
+    from app.inference.metrics import observe_predictions
     from app.inference.predictor import Predictor, ScoringRequest
     from app.inference.repository import LoadedModel
     from app.observability.metrics import Metrics
@@ -173,7 +174,7 @@ def test_predictor_and_metrics_carry_the_guard_reasons(fitted: dict[str, Any]) -
     assert normal.novelty is not None
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.observe_predictions([normal, flagged])
+    observe_predictions(metrics, [normal, flagged])
     count = registry.get_sample_value
     labels = {"model_version": "guard-test"}
     assert count("triage_flag_reasons_total", labels | {"reason": NOVELTY_REASON}) == 1

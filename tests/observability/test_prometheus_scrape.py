@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.harness import LOOPBACK, free_port, prepare_database, triage_serve
+from tests.support import LOOPBACK, free_port, prepare_database, triage_serve
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

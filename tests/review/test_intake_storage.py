@@ -10,7 +10,7 @@ from app.core.errors import BadRequestError
 from app.db.base import utcnow
 from app.db.session import Database
 from app.inference.predictor import Prediction
-from app.review import service
+from app.review import storage
 from app.review.models import ReviewEvent, ReviewItem
 from app.review.service import (
     FlaggedCase,
@@ -115,7 +115,7 @@ def test_a_case_sent_twice_keeps_one_item_and_one_event(databases) -> None:
 
 def test_a_group_larger_than_one_statement_is_stored_whole(databases, monkeypatch) -> None:
     """SQLite takes a group commit's rows a statement's worth at a time; none is dropped."""
-    monkeypatch.setattr(service, "_ROWS_PER_STATEMENT", 3)
+    monkeypatch.setattr(storage, "_ROWS_PER_STATEMENT", 3)
     database, _ = databases
     [kept] = store_flagged(database, [_case("enc-4")])
     ids = store_flagged(database, [_case(f"enc-{i}") for i in range(8)])

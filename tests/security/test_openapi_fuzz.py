@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from bench.harness import prepare_database, triage_serve
+from tests.support import prepare_database, triage_serve
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

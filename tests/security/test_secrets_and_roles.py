@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy import inspect as sa_inspect
 
 from app.auth import service as auth_service
-from bench.harness import prepare_database, triage_serve
+from tests.support import prepare_database, triage_serve
 
 pytestmark = pytest.mark.data
 

@@ -30,22 +30,18 @@ SESSION_SECRET = "web-tests-session-secret-0123456789"
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """A SQLite database migrated to the newest schema (the page's logic is backend-neutral)."""
-    from bench.harness import migrate_to_head
+    from tests.support import migrate_to_head
 
     return migrate_to_head(f"sqlite:///{tmp_path / 'review.db'}")
 
 
 @pytest.fixture
-def settings(database_url: str, model_dir: Path) -> Any:
-    """Settings for page tests: cookies without Secure, since the tests speak plain HTTP."""
-    from app.core.config import Settings
+def settings(settings: Any) -> Any:
+    """The suite's settings with cookies without Secure, since page tests speak plain HTTP."""
+    from app.core.config import AuthSettings
 
-    return Settings(
-        database_url=database_url,
-        model_dir=model_dir,
-        inference={"device": "cpu", "max_batch_delay_us": 500, "threads": 1},
-        auth={"session_secret": SESSION_SECRET, "secure_cookies": False},
-    )
+    settings.auth = AuthSettings(session_secret=SESSION_SECRET, secure_cookies=False)
+    return settings
 
 
 def make_keys(app: Any) -> dict[str, str]:
@@ -84,7 +80,7 @@ def live_server(settings: Any) -> Iterator[LiveServer]:
     import uvicorn
 
     from app.main import create_app
-    from bench.harness import free_port
+    from tests.support import free_port
 
     app = create_app(settings)
     port = free_port()

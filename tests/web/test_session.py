@@ -89,7 +89,7 @@ def test_origin_check() -> None:
 @pytest.fixture
 def database_url(empty_database_url: str) -> str:
     """Unlike the other page tests, these run on SQLite and PostgreSQL: sessions are rows."""
-    from bench.harness import migrate_to_head
+    from tests.support import migrate_to_head
 
     return migrate_to_head(empty_database_url)
 

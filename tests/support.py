@@ -1,4 +1,5 @@
-"""Real processes for load runs and fault tests: a throwaway PostgreSQL and `triage serve`.
+"""Real processes for tests and load runs: a throwaway PostgreSQL and `triage serve`, and the
+real data file's rows as API encounters (the load runner in `bench/` uses them too).
 
 Everything listens on 127.0.0.1 on a free port and is stopped by the context manager that
 started it. PostgreSQL refuses to run as root, so when we are root its commands run as the
