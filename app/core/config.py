@@ -20,8 +20,9 @@ class InferenceSettings(BaseModel):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where inference runs: `auto` takes CUDA when available, else the CPU."""
-    n_samples: int | None = Field(default=None, ge=2, le=2048)
-    """Default number of MC-dropout samples; None takes the model card's default."""
+    n_samples: int | None = Field(default=None, ge=2)
+    """Default number of MC-dropout samples; None takes the model card's default. Must lie
+    within `min_n_samples` and `max_n_samples`."""
     min_n_samples: int = Field(default=2, ge=2)
     """Smallest `n_samples` a request may ask for."""
     max_n_samples: int = Field(default=2048, ge=2, le=65536)
@@ -31,24 +32,17 @@ class InferenceSettings(BaseModel):
     max_batch_delay_us: int = Field(default=2000, ge=0, le=1_000_000)
     """Longest a request waits for others to join its batch, in microseconds."""
     batch_settle_turns: int = Field(default=4, ge=0, le=1000)
-    """A batch also closes once this many event-loop turns pass without a new request (each
-    turn reads every socket that is ready, so later arrivals were not sent yet); 0 always waits
-    out `max_batch_delay_us`. Measured on two cores, single encounters, 32 connections: one
-    worker 4,162 and 4,300 requests/s with 0, 4,609 and 4,582 with 4; two workers 4,797 and
-    4,818 with 0, 5,538 and 5,142 with 4 (2 gave 4,410-5,338, 8 gave 4,437-5,621)."""
+    """A batch also closes once this many event-loop turns pass without a new request (later
+    arrivals were not sent yet); 0 always waits out `max_batch_delay_us`."""
     inline_max_items: int = Field(default=64, ge=0, le=65536)
-    """Batches of at most this many encounters are scored on the event loop, larger ones on a
-    worker thread; 0 sends every batch to the thread. Measured under load on two cores: a
-    worker thread scoring small batches spent about two thirds of its time waiting for the
-    interpreter lock the event loop holds (a batch of 21 took 3.1 ms, 1.0 ms alone), which made
-    it the bottleneck; on the loop a batch of 64 blocks other requests for about 2 ms."""
+    """Batches of at most this many encounters are scored on the event loop (a thread would
+    wait for the interpreter lock the loop holds), larger ones on a worker thread; 0 sends
+    every batch to the thread."""
     max_queue_size: int = Field(default=4096, ge=1)
     """Most encounters waiting for the engine; beyond it the API answers 503 with Retry-After."""
     threads: int | None = Field(default=1, ge=1)
     """CPU threads for inference; None keeps PyTorch's default (one per core). One by default:
-    the batcher runs one engine call at a time and `--workers` gives process parallelism, while
-    a second OpenMP thread competes with the event loop for the same cores (measured: a one-row
-    product took 7.4 ms with two threads under load, 14 us with one)."""
+    add workers rather than threads, since a second thread competes with the event loop."""
 
 
 class AuthSettings(BaseModel):
@@ -61,10 +55,9 @@ class AuthSettings(BaseModel):
     secure_cookies: bool = True
     """Mark session cookies Secure (turn off only for plain-HTTP local testing)."""
     key_cache_ttl_s: float = Field(default=30.0, ge=0, le=3600)
-    """Seconds a verified API key is trusted without a database lookup (per worker). The
-    default doubles single-encounter throughput, and during a database outage unflagged cases
-    are still answered (flagged ones get 503 until they can be stored); the price is that a
-    revoked key keeps working for up to this long. 0 checks the database on every request."""
+    """Seconds a verified API key is trusted without a database lookup (per worker): during a
+    database outage unflagged cases are still answered, but a revoked key keeps working for up
+    to this long. 0 checks the database on every request."""
 
     @field_validator("metrics_token", "session_secret")
     @classmethod
@@ -99,9 +92,7 @@ class Settings(BaseSettings):
     """Root log level."""
     opentelemetry: bool = False
     """FastAPI's native OpenTelemetry hooks (traces, metrics and logs through the globally
-    configured providers). Off by default: the service exports Prometheus metrics, and with
-    the hooks on, every request looks the providers up, which cost 4% of single-encounter
-    throughput (4,080 against 4,240 requests/s, one worker)."""
+    configured providers). Off by default: the service exports Prometheus metrics."""
     review_page_size: int = Field(default=50, ge=1, le=500)
     """Review items per page unless a request asks for another size."""
     review_max_page_size: int = Field(default=500, ge=1, le=10_000)
