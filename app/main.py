@@ -99,9 +99,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "device": str(getattr(engine, "device", inference.device)),
         },
     )
-    # NOTE: a full collection walks every object the model, torch and SQLAlchemy left behind
-    # (130 ms here) and under load ran often enough to be the p99 of /predict. Frozen objects
-    # are skipped by collections; they are handed back at shutdown.
+    # NOTE: frozen start-up objects (model, torch, SQLAlchemy) are skipped by collections, so a
+    # full collection no longer stalls requests; they are handed back at shutdown.
     gc.collect()
     gc.freeze()
     try:

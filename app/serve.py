@@ -57,10 +57,9 @@ def _pin_native_threads(threads: int | None) -> None:
     """Give the maths libraries' own thread pools the inference thread count, before they load.
 
     NOTE: `torch.set_num_threads` in the lifespan covers torch's pool, yet the OpenMP runtime
-    still started one thread per core for work on the scoring thread: under load two workers
-    on two cores ran slower than one (656 against 1,074 requests/s), and with
-    OMP_NUM_THREADS=1 they ran at 1,951. The variables must be set before the workers import
-    torch; values the operator set win.
+    still starts one thread per core, and two workers on two cores then ran slower than one
+    (decision 0006). The variables must be set before the workers import torch; values the
+    operator set win.
     """
     if threads is None:
         return

@@ -133,8 +133,8 @@ class Database:
         self.engine = make_engine(url, timeout_s=timeout_s)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         # NOTE: SQLite has one writer at a time, and a writer that finds the file locked sleeps
-        # in steps of up to 100 ms before retrying: that sleep was the p99 of /predict. Writers
-        # of this process queue on a lock instead; PostgreSQL needs none.
+        # before retrying, which set the tail latency. Writers of this process queue on a lock
+        # instead; PostgreSQL needs none.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else None
         # NOTE: kept apart by mode: a connection's autocommit setting is fixed when it is kept.
         self._kept: dict[bool, deque[Connection]] = {False: deque(), True: deque()}

@@ -33,9 +33,8 @@ class Engine(Protocol):
         ...
 
 
-# NOTE: the per-encounter values of a scoring call are NamedTuples, immutable like a frozen
-# dataclass but built in about a fifth of the time (a frozen dataclass sets each field through
-# object.__setattr__: 2.1 us for a Prediction, paid for every encounter).
+# NOTE: the per-encounter values of a scoring call are NamedTuples: immutable like a frozen
+# dataclass, and much cheaper to build once per encounter.
 
 
 class ScoringRequest(NamedTuple):
@@ -101,12 +100,10 @@ class Predictor:
         checked = None
         if self.guard is not None:
             # NOTE: the engine's first-layer activations, when it kept them, spare the guard
-            # its own pass over the same weights (7-11% of a scoring call).
+            # its own pass over the same weights.
             hidden = getattr(result, "hidden", None)
             checked = self.guard.check_columns(columns, x, hidden)
-        # NOTE: whole columns become Python floats in one call each: building 27 predictions
-        # with a float() per NumPy element took 46 us, against 32 us from lists. (Positional
-        # fields would save 15 us more; named ones keep the twelve from being swapped.)
+        # NOTE: whole columns become Python floats in one `tolist()` call each.
         std_array = _per_row(result.std, rows)
         reasons = flag_reasons(std_array, self.threshold, checked)
         std = std_array.tolist()
@@ -196,9 +193,8 @@ def _optional(result: Any, name: str, n: int) -> list[float | None]:
 def _per_row(value: Any, n: int) -> np.ndarray:
     """An engine's value per row as `[n]` float64 NumPy.
 
-    NOTE: a CPU tensor without grad is read in place: detach/cpu/double each dispatch a torch
-    operator, and the sixteen of a scoring call cost about 40 us, the engine's own time for a
-    few encounters.
+    NOTE: a CPU tensor without grad is read in place: detach/cpu/double would each dispatch a
+    torch operator.
     """
     if isinstance(value, torch.Tensor):
         if value.requires_grad or value.device.type != "cpu":

@@ -6,10 +6,8 @@ They are written straight to standard error, like every log record (`configure_l
 in writes of whole lines of at most `PIPE_BUF` bytes, which a pipe never interleaves with
 another worker's.
 
-NOTE: like nginx's buffered access log, and for the same reason: through `logging`, one line
-cost about 35 us of the event loop under load, 15% of a single-encounter `/predict`
-(3,400 against 3,910 requests/s with the line off). Rendered here in bulk it is about 3% of
-the loop (py-spy), some 7 us a request.
+NOTE: like nginx's buffered access log, and for the same reason: a line through `logging`
+costs the event loop several times what rendering lines in bulk does.
 """
 
 import logging

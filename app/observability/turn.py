@@ -1,11 +1,8 @@
 """Observations gathered during one event-loop turn and recorded together at its end.
 
-NOTE: recorded one at a time, a request's access-log line and its HTTP and prediction metrics
-cost about 60 us of the event loop per single-encounter `/predict` under load (logging's
-record, handler and formatter; a lock and a bucket search per histogram): 20% of the loop.
-The answers of one micro-batch finish in the same turn, so recording them together pays
-those costs once per batch instead of once per request: one worker on SQLite went from 3,355
-to 4,142 requests/s, side by side.
+NOTE: the answers of one micro-batch finish in the same turn, so recording them together pays
+the logging and histogram costs once per batch instead of once per request
+(docs/decisions/0010-gc-freeze.md and docs/performance.md have the measurements).
 """
 
 import asyncio
