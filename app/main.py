@@ -27,17 +27,19 @@ from app.inference.batcher import MicroBatcher
 from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.inference.repository import resolve_model_dir
+from app.inference.service import ScoringService
 from app.observability.metrics import Metrics, multiprocess_dir
 from app.observability.turn import TurnBuffer
-from app.review.intake import Intake
 from app.review.metrics import ReviewQueueCollector
+from app.review.writer import ReviewWriter
 from app.web.render import STATIC_DIR
 from app.web.routes import ROUTERS as PAGE_ROUTERS
 
 log = logging.getLogger("triage")
 # What the lifespan puts on `app.state`; None before it starts and after it stops.
 LIFESPAN_STATE: Final = (
-    "intake",
+    "scoring",
+    "review_writer",
     "batcher",
     "predictor",
     "database",
@@ -82,16 +84,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.batcher = batcher
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
-    app.state.intake = Intake(
+    review_writer = ReviewWriter(database, max_pending_writes=settings.inference.max_queue_size)
+    await review_writer.start()
+    app.state.review_writer = review_writer
+    app.state.scoring = ScoringService(
         predictor=predictor,
         batcher=batcher,
-        database=database,
+        review=review_writer,
         min_n_samples=settings.inference.min_n_samples,
         max_n_samples=settings.inference.max_n_samples,
         observe=TurnBuffer(partial(observe_predictions, metrics), name="predictions").extend,
-        max_pending_writes=settings.inference.max_queue_size,
     )
-    await app.state.intake.start()
     log.info(
         "model loaded",
         extra={
@@ -108,7 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         gc.unfreeze()
         await batcher.stop()
-        await app.state.intake.stop()
+        await review_writer.stop()
         database.dispose()
         _clear_lifespan_state(app)
 

@@ -18,8 +18,8 @@ from app.core.config import Settings
 from app.core.errors import UnavailableError
 from app.db.base import MAX_ID
 from app.db.session import Database
+from app.inference.service import ScoringService
 from app.observability.metrics import Metrics
-from app.review.intake import Intake
 
 
 def _state(request: Request, name: str) -> object:
@@ -46,9 +46,9 @@ async def get_database(request: Request) -> Database:
     return _state(request, "database")  # type: ignore[return-value]
 
 
-async def get_intake(request: Request) -> Intake:
-    """Scoring plus review-queue intake."""
-    return _state(request, "intake")  # type: ignore[return-value]
+async def get_scoring(request: Request) -> ScoringService:
+    """The data plane: scoring, and the review queue for flagged cases."""
+    return _state(request, "scoring")  # type: ignore[return-value]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

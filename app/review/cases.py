@@ -1,4 +1,4 @@
-"""What intake queues: a flagged case with its prediction, or an unflagged newer version."""
+"""What the review writer queues: a flagged case, or an unflagged newer version of one."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass

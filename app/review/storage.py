@@ -1,4 +1,4 @@
-"""How intake inserts review items and their first events, per database backend.
+"""How the review writer inserts review items and their first events, per database backend.
 
 SQLite gets driver-level multi-row INSERTs, PostgreSQL one statement for items and events;
 both insert in the caller's transaction and return the rows they inserted.
@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Dialect, Table, text
 from app.review.cases import FlaggedCase, case_key
 from app.review.models import ReviewEvent, ReviewItem, ReviewStatus
 
-# NOTE: intake writes through the tables, not the ORM classes: the ORM's bulk path cost more
+# NOTE: the writer inserts through the tables, not the ORM classes: the ORM's bulk path cost more
 # than the SQL it sends.
 ITEMS = cast(Table, ReviewItem.__table__)
 EVENTS = cast(Table, ReviewEvent.__table__)

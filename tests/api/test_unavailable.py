@@ -26,7 +26,7 @@ async def test_flagged_case_gets_503_when_it_cannot_be_stored(
     app, client, keys, flag_split, settings, tmp_path
 ) -> None:
     flagged, calm = flag_split
-    app.state.intake.database = _dead_database(settings.database_url, tmp_path)
+    app.state.review_writer.database = _dead_database(settings.database_url, tmp_path)
     response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert "database" in response.json()["detail"]
@@ -34,7 +34,7 @@ async def test_flagged_case_gets_503_when_it_cannot_be_stored(
     assert (await client.post("/predict/batch", json=batch, headers=keys["ehr"])).status_code == 503
     # A case that needs no review does not need the queue, so it is still answered.
     assert (await client.post("/predict", json=calm[0], headers=keys["ehr"])).status_code == 200
-    app.state.intake.database = app.state.database  # the database is back: the retry is stored
+    app.state.review_writer.database = app.state.database  # back: the retry is stored
     retry = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
     assert retry.status_code == 200 and retry.json()["review_item_id"] is not None
     assert count_rows(app, "review_items") == 1
@@ -70,7 +70,7 @@ async def test_everything_behind_auth_is_503_and_not_ready(
 ) -> None:
     dead = _dead_database(settings.database_url, tmp_path)
     app.state.database = dead
-    app.state.intake.database = dead
+    app.state.review_writer.database = dead
     predict = await client.post("/predict", json=encounters[0], headers=keys["ehr"])
     assert predict.status_code == 503
     queue = await client.get("/review-queue", headers=keys["clinician"])

@@ -128,7 +128,7 @@ async def test_bad_query_parameters(client, keys, encounters, params) -> None:
 
 
 async def test_samples_above_the_configured_bound(app, client, keys, encounters) -> None:
-    app.state.intake.max_n_samples = 100
+    app.state.scoring.max_n_samples = 100
     response = await client.post(
         "/predict", json=encounters[0], params={"n_samples": 101}, headers=keys["ehr"]
     )

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.api.body import documented_body, json_body, request_validation_error
-from app.api.deps import BEARER_SECURITY, authorize, get_intake
+from app.api.deps import BEARER_SECURITY, authorize, get_scoring
 from app.api.responses import error_responses, json_response
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.errors import BadRequestError
-from app.review.intake import Incoming, Intake, Scored
+from app.inference.service import Incoming, Scored, ScoringService
 
 router = APIRouter(tags=["predict"])
 
@@ -79,10 +79,10 @@ BODY_TYPES = (Encounter, BatchIn)
 _DEFAULT_SAMPLING = Sampling()
 
 
-def _sampling(request: Request, intake: Intake) -> Sampling:
+def _sampling(request: Request, scoring: ScoringService) -> Sampling:
     if not request.scope.get("query_string"):  # NOTE: the EHR's usual call: nothing to parse
         return _DEFAULT_SAMPLING
-    bounds = (intake.min_n_samples, intake.max_n_samples)  # from Settings
+    bounds = (scoring.min_n_samples, scoring.max_n_samples)  # from Settings
     try:
         return Sampling.model_validate(
             dict(request.query_params), context={"n_samples_bounds": bounds}
@@ -146,9 +146,9 @@ def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
 async def _score(
     request: Request, principal: Principal, encounters: list[Encounter]
 ) -> list[Scored]:
-    intake = await get_intake(request)
-    sampling = _sampling(request, intake)
-    return await intake.score(
+    scoring = await get_scoring(request)
+    sampling = _sampling(request, scoring)
+    return await scoring.score(
         [_incoming(e) for e in encounters],
         n_samples=sampling.n_samples,
         seed=sampling.seed,
