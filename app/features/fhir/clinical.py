@@ -1,6 +1,6 @@
 """Condition, Observation and Procedure features: diagnoses, labs, weight and procedure counts."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from app.features.fhir import codes
 from app.features.fhir.encounter import Feature
@@ -87,9 +87,17 @@ def observations(items: Sequence[Resource] | None) -> dict[str, Feature]:
         for o in found
         if has_code(o.get("category"), codes.OBSERVATION_CATEGORY_SYSTEM, {"laboratory"})
     ]
-    a1c = [_a1c_percent(o) for o in found if _is_loinc(o, {*codes.A1C_LOINC, codes.A1C_IFCC_LOINC})]
-    glucose = [_glucose_mg_dl(o) for o in found if _is_loinc(o, codes.GLUCOSE_LOINC)]
-    weights = [_weight_lb(o) for o in found if _is_loinc(o, {codes.WEIGHT_LOINC})]
+    a1c = [
+        _converted(o, codes.A1C_UNITS)
+        for o in found
+        if _is_loinc(o, {*codes.A1C_LOINC, codes.A1C_IFCC_LOINC})
+    ]
+    glucose = [
+        _converted(o, codes.GLUCOSE_UNITS) for o in found if _is_loinc(o, codes.GLUCOSE_LOINC)
+    ]
+    weights = [
+        _converted(o, codes.WEIGHT_UNITS) for o in found if _is_loinc(o, {codes.WEIGHT_LOINC})
+    ]
     return {
         "num_lab_procedures": (len(labs), Source("observations", "count of category laboratory")),
         "A1Cresult": _banded(a1c, A1C_BANDS, "HbA1c (LOINC 4548-4, 17856-6, 59261-8)"),
@@ -137,34 +145,16 @@ def _is_loinc(observation: Resource, wanted: set[str] | frozenset[str]) -> bool:
     return code_in(observation.get("code"), codes.LOINC_SYSTEM) in wanted
 
 
-def _a1c_percent(observation: Resource) -> float:
+def _converted(observation: Resource, units: Mapping[str, tuple[float, float]]) -> float:
+    """An Observation's value in the unit its bands use; error for a unit not in `units`."""
     value, unit = quantity(observation, "valueQuantity")
-    if unit == "%":
-        return value
-    if unit == "mmol/mol":
-        return 0.09148 * value + 2.152  # IFCC -> NGSP master equation
-    raise FhirMappingError(_unit_error(observation, unit, "% or mmol/mol"))
-
-
-def _glucose_mg_dl(observation: Resource) -> float:
-    value, unit = quantity(observation, "valueQuantity")
-    if unit == "mg/dL":
-        return value
-    if unit == "mmol/L":
-        return value * 18.016
-    raise FhirMappingError(_unit_error(observation, unit, "mg/dL or mmol/L"))
-
-
-def _weight_lb(observation: Resource) -> float:
-    value, unit = quantity(observation, "valueQuantity")
-    factors = {"[lb_av]": 1.0, "lb": 1.0, "kg": codes.LB_PER_KG, "g": codes.LB_PER_KG / 1000}
-    if unit not in factors:
-        raise FhirMappingError(_unit_error(observation, unit, "kg, g or [lb_av]"))
-    return value * factors[unit]
-
-
-def _unit_error(observation: Resource, unit: str, wanted: str) -> str:
-    return f"{ref(observation, 'valueQuantity')}: unit {unit!r} is not {wanted} (UCUM)"
+    if unit not in units:
+        wanted = ", ".join(units)
+        raise FhirMappingError(
+            f"{ref(observation, 'valueQuantity')}: unit {unit!r} is not one of {wanted} (UCUM)"
+        )
+    scale, offset = units[unit]
+    return value * scale + offset
 
 
 def _banded(values: list[float], bands: tuple[tuple[float, str], ...], what: str) -> Feature:

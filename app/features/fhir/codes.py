@@ -84,7 +84,16 @@ A1C_LOINC: Final = frozenset({"4548-4", "17856-6"})
 A1C_IFCC_LOINC: Final = "59261-8"  # the IFCC-reported HbA1c (mmol/mol)
 GLUCOSE_LOINC: Final = frozenset({"2345-7", "2339-0"})
 WEIGHT_LOINC: Final = "29463-7"
+# UCUM unit -> (scale, offset) into the unit the bands use: value * scale + offset.
+A1C_UNITS: Final = {"%": (1.0, 0.0), "mmol/mol": (0.09148, 2.152)}  # IFCC -> NGSP master equation
+GLUCOSE_UNITS: Final = {"mg/dL": (1.0, 0.0), "mmol/L": (18.016, 0.0)}
 LB_PER_KG: Final = 2.20462262
+WEIGHT_UNITS: Final = {
+    "[lb_av]": (1.0, 0.0),
+    "lb": (1.0, 0.0),
+    "kg": (LB_PER_KG, 0.0),
+    "g": (LB_PER_KG / 1000, 0.0),
+}
 
 # Ingredient RxCUIs of the single-ingredient medication columns.
 RXNORM_INGREDIENTS: Final = {

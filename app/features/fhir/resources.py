@@ -151,7 +151,7 @@ def conditions(ctx: Context, row: Row, n_diagnoses: int) -> list[Json]:
 def a1c(ctx: Context, percent: float, *, ifcc: bool) -> Json:
     """An HbA1c result in % (LOINC 4548-4) or, converted, mmol/mol (LOINC 59261-8)."""
     if ifcc:
-        value = round((percent - 2.152) / 0.09148, 1)
+        value = round(_inverse(percent, codes.A1C_UNITS["mmol/mol"]), 1)
         return _result(ctx, "a1c", codes.A1C_IFCC_LOINC, value, "mmol/mol", LAB)
     return _result(ctx, "a1c", "4548-4", percent, "%", LAB)
 
@@ -159,7 +159,14 @@ def a1c(ctx: Context, percent: float, *, ifcc: bool) -> Json:
 def glucose(ctx: Context, mg_dl: float, *, molar: bool) -> Json:
     """A serum glucose result (LOINC 2345-7) in mg/dL or, converted, mmol/L."""
     if molar:
-        return _result(ctx, "glucose", "2345-7", round(mg_dl / 18.016, 1), "mmol/L", LAB)
+        return _result(
+            ctx,
+            "glucose",
+            "2345-7",
+            round(_inverse(mg_dl, codes.GLUCOSE_UNITS["mmol/L"]), 1),
+            "mmol/L",
+            LAB,
+        )
     return _result(ctx, "glucose", "2345-7", mg_dl, "mg/dL", LAB)
 
 
@@ -168,7 +175,12 @@ def weight(ctx: Context, band: str, *, kilograms: bool) -> Json:
     pounds = WEIGHT_MIDPOINT[band]
     if kilograms:
         return _result(
-            ctx, "weight", codes.WEIGHT_LOINC, round(pounds / codes.LB_PER_KG, 1), "kg", VITALS
+            ctx,
+            "weight",
+            codes.WEIGHT_LOINC,
+            round(_inverse(pounds, codes.WEIGHT_UNITS["kg"]), 1),
+            "kg",
+            VITALS,
         )
     return _result(ctx, "weight", codes.WEIGHT_LOINC, pounds, "[lb_av]", VITALS)
 
@@ -344,3 +356,9 @@ def _padded_icd9(code: str) -> str:
     """ICD-9-CM as an EHR writes it: the published data's 8 and 38 are 008 and 038."""
     head, dot, tail = code.partition(".")
     return (head.zfill(3) if head.isdigit() else head) + dot + tail
+
+
+def _inverse(value: float, conversion: tuple[float, float]) -> float:
+    """`value` in the unit that `conversion` (scale, offset) reads from."""
+    scale, offset = conversion
+    return (value - offset) / scale
