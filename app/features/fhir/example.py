@@ -14,6 +14,7 @@ from typing import Any
 
 from app.features.columns import MEDICATION_COLUMNS
 from app.features.fhir import codes
+from app.features.fhir import medication_resources as rx
 from app.features.fhir import resources as build
 
 Row = Mapping[str, Any]
@@ -71,16 +72,16 @@ def _medication_requests(ctx: "build.Context", row: Row) -> list[dict[str, Any]]
     states = {c: row.get(c) or "No" for c in MEDICATION_COLUMNS}
     for column, state in states.items():
         if state != "No":
-            orders += build.diabetes_orders(ctx, column, state)
+            orders += rx.diabetes_orders(ctx, column, state)
     ordered = sum(state != "No" for state in states.values())
     changed = any(state in ("Up", "Down") for state in states.values())
     if row.get("change") == "Ch" and not changed:
         stopped = next(c for c in codes.INGREDIENT_RXCUI if states.get(c) == "No")
-        orders.append(build.stopped_order(ctx, stopped))
+        orders.append(rx.stopped_order(ctx, stopped))
     others = _count(row, "num_medications") - ordered
     if others < 0:
         raise ValueError(f"row {ctx.encounter_id}: more diabetes medications than medications")
-    return orders + [build.other_order(ctx, k) for k in range(others)]
+    return orders + [rx.other_order(ctx, k) for k in range(others)]
 
 
 def _diagnosis_count(row: Row) -> int:
