@@ -271,3 +271,48 @@ def test_glucose_in_mmol_per_litre_is_converted_to_mg_per_dl(
     value: float, unit: str, band: str
 ) -> None:
     assert _with_result("2345-7", value, unit)["max_glu_serum"] == band
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_a_partial_birth_date_gives_a_band_only_when_it_is_unambiguous() -> None:
+    prefetch = _prefetch(ROW)
+    admitted = prefetch["encounter"]["period"]["start"][:4]
+    prefetch["patient"]["birthDate"] = str(int(admitted) - 75)  # a year only: 74 or 75
+    assert record_from_prefetch(prefetch).record["age"] == "[70-80)"
+    prefetch["patient"]["birthDate"] = str(int(admitted) - 80)  # 79 or 80
+    mapped = record_from_prefetch(prefetch)
+    assert mapped.record["age"] is None and "no single band" in mapped.provenance["age"].note
+
+
+def test_only_visits_of_the_year_before_admission_count() -> None:
+    prefetch = _prefetch(ROW)
+    visits = _entries(prefetch, "priorEncounters")
+    visits[0]["period"]["start"] = "1990-01-01T00:00:00Z"
+    assert (
+        record_from_prefetch(prefetch).record["number_outpatient"] == ROW["number_outpatient"] - 1
+    )
+
+
+def test_a_diagnosis_pointing_at_an_absent_condition_is_named() -> None:
+    prefetch = _prefetch(ROW)
+    prefetch["conditions"]["entry"].pop(0)
+    with pytest.raises(FhirMappingError, match=r"refers to Condition/e1-dx-1, which is not in the"):
+        record_from_prefetch(prefetch)
+
+
+def test_hispanic_ethnicity_is_the_published_race() -> None:
+    prefetch = _prefetch(ROW)
+    hispanic = _prefetch({**ROW, "race": "Hispanic"})["patient"]["extension"]
+    prefetch["patient"]["extension"] += hispanic  # US Core race White and ethnicity Hispanic
+    assert record_from_prefetch(prefetch).record["race"] == "Hispanic"
+
+
+def test_a_lower_dose_by_authored_date_is_down_without_prior_prescription() -> None:
+    prefetch = _prefetch(ROW)
+    orders = [o for o in _entries(prefetch, "medicationRequests") if "metformin-1" in o["id"]]
+    del orders[0]["priorPrescription"]
+    orders[0]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 2.5
+    mapped = record_from_prefetch(prefetch)
+    assert mapped.record["metformin"] == "Down" and mapped.record["change"] == "Ch"
