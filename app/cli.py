@@ -1,4 +1,4 @@
-"""The `triage` command line: training, calibration, evaluation, database, keys and serving.
+"""The `triage` command line: training, calibration, evaluation, database, keys, serving, FHIR.
 
 Each command's work lives in the package that owns it; this module only parses arguments.
 Imports are lazy so `triage serve` never loads the training stack and vice versa.
@@ -102,12 +102,24 @@ def _add_service_commands(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler="app.serve:serve")
 
 
+def _add_fhir_commands(sub: argparse._SubParsersAction) -> None:
+    fhir = sub.add_parser(
+        "fhir-example", help="print a data row as a CDS Hooks encounter-discharge request (FHIR)"
+    )
+    fhir.add_argument(
+        "--data", type=Path, required=True, help="published-format CSV (plain or .gz)"
+    )
+    fhir.add_argument("--row", type=int, required=True, help="data row, 0 = first after header")
+    fhir.set_defaults(handler="app.features.fhir.commands:example")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser."""
     parser = argparse.ArgumentParser(prog="triage", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_training_commands(sub)
     _add_service_commands(sub)
+    _add_fhir_commands(sub)
     return parser
 
 

@@ -1,0 +1,40 @@
+"""The mapped record, its provenance and the mapping error."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FhirMappingError(ValueError):
+    """FHIR input that cannot be mapped; the message names the resource and what to fix."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one feature came from: a resource element, or None when it was absent."""
+
+    element: str | None
+    note: str = ""
+
+    @property
+    def absent(self) -> bool:
+        """Tell whether the feature had no source (its value is the missing value, null)."""
+        return self.element is None
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    """A record in the published column layout (null = missing) and each feature's source."""
+
+    record: dict[str, Any]
+    provenance: Mapping[str, Source] = field(default_factory=dict)
+
+    def encounter(self) -> dict[str, Any]:
+        """The record as a /predict body: missing values left out, as the published rows do."""
+        return {k: v for k, v in self.record.items() if v is not None}
+
+
+def ref(resource: Mapping[str, Any], element: str = "") -> str:
+    """Name a resource (and an element of it) for provenance and error messages."""
+    name = f"{resource.get('resourceType', 'resource')}/{resource.get('id', '?')}"
+    return f"{name}.{element}" if element else name
