@@ -7,12 +7,9 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from app.api.body import document_body_types
-from app.api.direct import DirectRoutes
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
@@ -201,9 +198,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for name in ("intake", "batcher", "predictor", "database", "queue_collector", "writer_process"):
         setattr(app.state, name, None)
     install_error_handlers(app)
-    # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
-    scoring = [route for route in predict.router.routes if isinstance(route, APIRoute)]
-    app.add_middleware(DirectRoutes, routes=scoring)
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics_, max_body_bytes=settings.max_body_bytes
     )
@@ -215,7 +209,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.router,
     ):
         app.include_router(router)
-    document_body_types(app, predict.BODY_TYPES)
     app.include_router(review_page.router)
     install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
