@@ -36,12 +36,10 @@ async def app_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _message(error: Mapping[str, Any]) -> str:
-    """The error's message, in plain words where it would quote a regular expression; for a
-    body that is not valid JSON, why and where."""
+    """The error's message, in plain words where it would quote a regular expression or, for
+    a body that is not valid JSON, say only "JSON decode error"."""
     if error.get("type") == "json_invalid":
-        reason = (error.get("ctx") or {}).get("error", "cannot be decoded")
-        offset = [part for part in error.get("loc", ())[1:] if isinstance(part, int)]
-        return f"Invalid JSON: {reason}" + (f" at character {offset[0]}" if offset else "")
+        return f"Invalid JSON: {(error.get('ctx') or {}).get('error', 'cannot be decoded')}"
     if error.get("type") == "string_pattern_mismatch":
         plain = PATTERN_MESSAGES.get((error.get("ctx") or {}).get("pattern", ""))
         if plain is not None:

@@ -6,12 +6,14 @@ without a valid key would learn from a 422 what is wrong with its body, and a bo
 text would be a 422 about its shape rather than a 415 about its type.
 """
 
+import json
 from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic_core import from_json
 
 from app.api.deps import Require, authorize
 from app.core.errors import UnsupportedMediaTypeError
@@ -27,6 +29,23 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+class _JsonRequest(Request):
+    """A request whose JSON body pydantic-core decodes.
+
+    NOTE: Python's decoder fails on a number of over 4,300 digits or deep nesting with errors
+    FastAPI answers as a bare 400; these are invalid JSON (a 422 naming the body) here.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = from_json(body)
+            except ValueError as exc:
+                raise json.JSONDecodeError(str(exc), body.decode(errors="replace"), 0) from None
+        return self._json
+
+
 class CallerFirstRoute(APIRoute):
     """Checks the route's `Require` dependencies (401/403), then the Content-Type (415: a body
     without one is read as JSON), then answers as any route does.
@@ -39,6 +58,7 @@ class CallerFirstRoute(APIRoute):
         requirements = [d.call for d in self.dependant.dependencies if isinstance(d.call, Require)]
 
         async def handler(request: Request) -> Response:
+            request = _JsonRequest(request.scope, request.receive)
             for requirement in requirements:
                 await authorize(request, *requirement.roles)
             content_type = request.headers.get("content-type")

@@ -68,3 +68,17 @@ async def test_an_empty_body_is_a_422_naming_the_body(client, keys, path) -> Non
 async def test_other_methods_are_not_allowed(client, keys, path) -> None:
     response = await client.get(path, headers=keys["ehr"])
     assert response.status_code == 405 and response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "value", ["1" * 5000, "[" * 100_000 + "]" * 100_000], ids=["5000 digits", "deep nesting"]
+)
+async def test_json_past_the_decoders_limits_is_a_422_naming_the_body(
+    client, keys, encounters, value
+) -> None:
+    body = json.dumps(encounters[0])[:-1] + f', "num_medications": {value}}}'
+    headers = {**keys["ehr"], "Content-Type": "application/json"}
+    response = await client.post("/predict", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "body" and error["message"].startswith("Invalid JSON")
