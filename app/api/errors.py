@@ -36,8 +36,8 @@ async def app_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _message(error: Mapping[str, Any]) -> str:
-    """The error's message, in plain words where it would quote a regular expression or, for
-    a body that is not valid JSON, say only "JSON decode error"."""
+    """The error's message, in plain words where it would quote a regular expression, and
+    with the decoder's reason where FastAPI would say only "JSON decode error"."""
     if error.get("type") == "json_invalid":
         return f"Invalid JSON: {(error.get('ctx') or {}).get('error', 'cannot be decoded')}"
     if error.get("type") == "string_pattern_mismatch":
