@@ -1,8 +1,8 @@
 """The HTTP stack's ceiling: the same routes and body types as the service, constant answers.
 
-Bodies are parsed and answers serialised as the service's scoring routes do (FastAPI body
-parameters in, `json_response` out), so the ratio to this app measures scoring, the key check,
-the review queue and the service's middleware, nothing else.
+Bodies are parsed and answers serialised as the service's scoring routes do (their route
+class and FastAPI body parameters in, `json_response` out), so the ratio to this app measures
+scoring, the key check, the review queue and the service's middleware, nothing else.
 
 `python -m bench.bare --port P --workers N [--plain]` serves it as `triage serve` serves the
 service: the same uvicorn settings, and with several workers a listening socket each
@@ -14,11 +14,12 @@ import argparse
 import sys
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Request, Response
 from pydantic import TypeAdapter
 from starlette.types import Receive, Scope, Send
 
 from app.api.responses import json_response
+from app.api.routing import CallerFirstRoute
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.api.telemetry import TELEMETRY_OFF
 from app.serve import SERVING_OPTIONS
@@ -44,8 +45,11 @@ def app_factory() -> FastAPI:
     """Parse the service's request bodies and answer a constant."""
     app = FastAPI(title="bare", telemetry=TELEMETRY_OFF)  # NOTE: the service's own setting
 
-    app.post("/predict", response_model=PredictionOut)(predict)
-    app.post("/predict/batch", response_model=BatchOut)(batch)
+    # NOTE: the service's route class, without keys: the same Content-Type check and decoder
+    scoring = APIRouter(route_class=CallerFirstRoute, strict_content_type=False)
+    scoring.post("/predict", response_model=PredictionOut)(predict)
+    scoring.post("/predict/batch", response_model=BatchOut)(batch)
+    app.include_router(scoring)
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
