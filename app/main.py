@@ -9,12 +9,9 @@ from typing import Final
 
 import anyio
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from app.api.body import document_body_types
-from app.api.direct import DirectRoutes
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestContextMiddleware
@@ -91,8 +88,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictor=predictor,
         batcher=batcher,
         review=review_writer,
-        min_n_samples=settings.inference.min_n_samples,
-        max_n_samples=settings.inference.max_n_samples,
         observe=TurnBuffer(partial(observe_predictions, metrics), name="predictions").extend,
     )
     log.info(
@@ -166,9 +161,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
     _clear_lifespan_state(app)
     install_error_handlers(app)
-    # NOTE: added first, so it runs inside the request context (id, size limit, log, metrics).
-    scoring = [route for route in predict.router.routes if isinstance(route, APIRoute)]
-    app.add_middleware(DirectRoutes, routes=scoring)
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics_, max_body_bytes=settings.max_body_bytes
     )
@@ -180,7 +172,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.router,
     ):
         app.include_router(router)
-    document_body_types(app, predict.BODY_TYPES)
     for router in PAGE_ROUTERS:
         app.include_router(router)
     install_docs(app)

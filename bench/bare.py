@@ -1,25 +1,25 @@
 """The HTTP stack's ceiling: the same routes and body types as the service, constant answers.
 
-Bodies are parsed and answers serialised exactly as the service's scoring routes do
-(`json_body` in, `json_response` out), so the ratio to this app measures scoring, the key
-check, the review queue and the service's middleware, nothing else.
+Bodies are parsed and answers serialised as the service's scoring routes do (their route
+class and FastAPI body parameters in, `json_response` out), so the ratio to this app measures
+scoring, the key check, the review queue and the service's middleware, nothing else.
 
 `python -m bench.bare --port P --workers N [--plain]` serves it as `triage serve` serves the
 service: the same uvicorn settings, and with several workers a listening socket each
-(`app.supervisor`). `bench.bare:plain_asgi` is the same parse and answer with no framework at
-all: the scoring routes run below FastAPI's router (`app/api/direct.py`), so the load report
-shows both floors.
+(`app.supervisor`). `bench.bare:plain_asgi` parses the same body types with no framework at
+all (pydantic straight from the bytes), so the load report also shows what FastAPI costs.
 """
 
 import argparse
 import sys
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Request, Response
+from pydantic import TypeAdapter
 from starlette.types import Receive, Scope, Send
 
-from app.api.body import json_body
 from app.api.responses import json_response
+from app.api.routing import CallerFirstRoute
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
 from app.api.telemetry import TELEMETRY_OFF
 from app.serve import SERVING_OPTIONS
@@ -45,8 +45,11 @@ def app_factory() -> FastAPI:
     """Parse the service's request bodies and answer a constant."""
     app = FastAPI(title="bare", telemetry=TELEMETRY_OFF)  # NOTE: the service's own setting
 
-    app.post("/predict", response_model=PredictionOut)(predict)
-    app.post("/predict/batch", response_model=BatchOut)(batch)
+    # NOTE: the service's route class, without keys: the same Content-Type check and decoder
+    scoring = APIRouter(route_class=CallerFirstRoute, strict_content_type=False)
+    scoring.post("/predict", response_model=PredictionOut)(predict)
+    scoring.post("/predict/batch", response_model=BatchOut)(batch)
+    app.include_router(scoring)
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:
@@ -55,20 +58,21 @@ def app_factory() -> FastAPI:
     return app
 
 
-async def predict(request: Request) -> Response:
+async def predict(encounter: Annotated[Encounter, Body()]) -> Response:
     """One encounter parsed, a constant answer."""
-    encounter = await json_body(request, Encounter)
     return json_response(_constant(encounter["encounter_id"]))
 
 
-async def batch(request: Request) -> Response:
+async def batch(body: Annotated[BatchIn, Body()]) -> Response:
     """A batch parsed, a constant answer per encounter."""
-    body = await json_body(request, BatchIn)
     answers = [_constant(e["encounter_id"]) for e in body["encounters"]]
     return json_response({"predictions": answers})
 
 
-_PLAIN_ROUTES = {"/predict": predict, "/predict/batch": batch}
+_PLAIN_ROUTES = {
+    "/predict": (TypeAdapter(Encounter), predict),
+    "/predict/batch": (TypeAdapter(BatchIn), batch),
+}
 
 
 async def plain_asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,11 +82,12 @@ async def plain_asgi(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
-    endpoint = _PLAIN_ROUTES.get(scope["path"])
-    if endpoint is None:  # NOTE: any other path is the harness polling for readiness
+    route = _PLAIN_ROUTES.get(scope["path"])
+    if route is None:  # NOTE: any other path is the harness polling for readiness
         response = json_response({"status": "ready"})
     else:
-        response = await endpoint(Request(scope, receive))
+        body_type, endpoint = route
+        response = await endpoint(body_type.validate_json(await Request(scope, receive).body()))
     await response(scope, receive, send)
 
 

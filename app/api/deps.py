@@ -4,7 +4,7 @@ NOTE: the dependencies that only read app state are `async def`: FastAPI runs a 
 dependency in the thread pool, and a thread hop per dependency per request is measurable.
 """
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Final
 
 from fastapi import Depends, Path, Request, Security
@@ -54,6 +54,7 @@ async def get_scoring(request: Request) -> ScoringService:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
 
 
 def get_session(database: DatabaseDep) -> Iterator[Session]:
@@ -98,13 +99,19 @@ def _authenticate(database: Database, key: str | None) -> Principal:
         return authenticate(session=connection, key=key)
 
 
+_PRINCIPAL: Final = "triage.principal"
+
+
 async def authorize(request: Request, *roles: Role) -> Principal:
     """The caller if it holds one of `roles` (401 without a valid key, 403 for another role).
 
-    NOTE: the scoring routes call this directly: resolving a route's dependencies through
-    FastAPI cost about 40% of a `/predict` request's own HTTP-side time.
+    The key is looked up once per request: a route that checks its caller before reading the
+    body (`app.api.routing`) and its dependency share the answer.
     """
-    principal = await get_principal(request, await get_database(request))
+    principal: Principal | None = request.scope.get(_PRINCIPAL)
+    if principal is None:
+        principal = await get_principal(request, await get_database(request))
+        request.scope[_PRINCIPAL] = principal
     return principal.require(*roles)
 
 
@@ -116,30 +123,32 @@ bearer_scheme = HTTPBearer(
     description="An API key from `triage apikey create`, sent as `Authorization: Bearer <key>`.",
     auto_error=False,
 )
-BEARER_SECURITY: Final = [{"ApiKey": []}]  # an operation's `security`, for routes without deps
 
 
-def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """`authorize` as a dependency, for the routes that are not on the scoring path."""
+class Require:
+    """`authorize` for `roles` as a dependency; it declares the bearer scheme in the docs."""
 
-    async def dependency(
+    def __init__(self, *roles: Role) -> None:
+        self.roles = roles
+
+    async def __call__(
+        self,
         request: Request,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
     ) -> Principal:
-        return await authorize(request, *roles)
-
-    return dependency
+        return await authorize(request, *self.roles)
 
 
-ClinicianDep = Annotated[Principal, Depends(require(Role.CLINICIAN))]
-AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+ClinicianDep = Annotated[Principal, Depends(Require(Role.CLINICIAN))]
+AdminDep = Annotated[Principal, Depends(Require(Role.ADMIN))]
+EhrDep = Annotated[Principal, Depends(Require(Role.EHR))]
 
 # Ids in paths: a number beyond any row's id is refused with 422 before it reaches the driver
 # (which raises OverflowError, a 500, on a value over 64 bits).
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The review item's id.")]
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The API key's id.")]
 # NOTE: admins read the queue (to reassign a case they must see it) but never work it.
-QueueReaderDep = Annotated[Principal, Depends(require(Role.CLINICIAN, Role.ADMIN))]
+QueueReaderDep = Annotated[Principal, Depends(Require(Role.CLINICIAN, Role.ADMIN))]
 
 
 async def get_key_cache(request: Request) -> KeyCache | None:

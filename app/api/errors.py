@@ -36,7 +36,10 @@ async def app_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _message(error: Mapping[str, Any]) -> str:
-    """The error's message, in plain words where it would quote a regular expression."""
+    """The error's message, in plain words where it would quote a regular expression, and
+    with the decoder's reason where FastAPI would say only "JSON decode error"."""
+    if error.get("type") == "json_invalid":
+        return f"Invalid JSON: {(error.get('ctx') or {}).get('error', 'cannot be decoded')}"
     if error.get("type") == "string_pattern_mismatch":
         plain = PATTERN_MESSAGES.get((error.get("ctx") or {}).get("pattern", ""))
         if plain is not None:
@@ -50,6 +53,8 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = []
     for error in exc.errors():
         loc = error.get("loc", ())
+        if error.get("type") == "json_invalid":  # NOTE: FastAPI puts the offset in its `loc`
+            loc = ("body",)
         entry: dict[str, Any] = {"field": field_path(loc), "message": _message(error)}
         entry["type"] = error.get("type")
         if len(loc) > 2 and loc[:2] == ("body", "encounters") and isinstance(loc[2], int):

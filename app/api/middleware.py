@@ -78,6 +78,9 @@ class RequestContextMiddleware:
                 log.exception("unhandled error")
                 if not state["started"]:
                     await self._plain(scope, receive, send_with_id, 500, "internal server error")
+        else:
+            if state["gone"]:  # NOTE: FastAPI answers a body cut short itself, to no one
+                log.info("client disconnected before the answer (answered %s)", state["status"])
         finally:
             if state["gone"]:
                 state["status"] = CLIENT_CLOSED  # whatever the app tried to answer it

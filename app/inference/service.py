@@ -62,15 +62,11 @@ class ScoringService:
         predictor: Predictor,
         batcher: Submitter,
         review: Enqueuer,
-        min_n_samples: int,
-        max_n_samples: int,
         observe: Callable[[Sequence[Prediction]], None] | None = None,
     ) -> None:
         self.predictor = predictor
         self.batcher = batcher
         self.review = review
-        self.min_n_samples = min_n_samples
-        self.max_n_samples = max_n_samples
         self.observe = observe
 
     async def score(
@@ -83,12 +79,9 @@ class ScoringService:
         actor_key_id: int | None = None,
     ) -> list[Scored]:
         """Score `encounters` in order and commit the flagged ones (503 if that fails), each
-        recorded as queued by the key `actor` (its name) with id `actor_key_id`."""
+        recorded as queued by the key `actor` (its name) with id `actor_key_id`. `n_samples`
+        is taken as given: its configured bounds are the transport's to check."""
         n = self.predictor.default_n_samples if n_samples is None else n_samples
-        if not self.min_n_samples <= n <= self.max_n_samples:
-            raise BadRequestError(
-                f"n_samples: must be between {self.min_n_samples} and {self.max_n_samples}"
-            )
         # NOTE: answered in place, so one such row does not refuse a real batch; nothing stored.
         reasons = [not_applicable_reason(e.as_received) for e in encounters]
         applicable = [e for e, reason in zip(encounters, reasons, strict=True) if reason is None]

@@ -128,11 +128,13 @@ async def test_bad_query_parameters(client, keys, encounters, params) -> None:
 
 
 async def test_samples_above_the_configured_bound(app, client, keys, encounters) -> None:
-    app.state.scoring.max_n_samples = 100
+    app.state.settings.inference.max_n_samples = 100
     response = await client.post(
         "/predict", json=encounters[0], params={"n_samples": 101}, headers=keys["ehr"]
     )
-    assert response.status_code == 422 and response.json()["detail"].startswith("n_samples")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "n_samples: must be between 2 and 100"
+    assert [e["field"] for e in response.json()["errors"]] == ["n_samples"]
 
 
 async def test_malformed_json_and_empty_batch(client, keys) -> None:

@@ -1,28 +1,25 @@
 """`POST /predict` and `POST /predict/batch` (role ehr).
 
-NOTE: these routes take only the `Request` and resolve the caller (first, so a request without
-a valid key is refused before its body is read), the body, the intake and the query parameters
-with plain calls: FastAPI's dependency resolution was the largest single cost of a scored
-request. Body and query parameters are still validated by models and documented in the OpenAPI
-schema.
+The caller is checked before the body is read (`app.api.routing.CallerFirstRoute`): a request
+without a valid key learns nothing about its body.
 """
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.body import documented_body, json_body, request_validation_error
-from app.api.deps import BEARER_SECURITY, authorize, get_scoring
+from app.api.deps import EhrDep, ScoringDep, SettingsDep
 from app.api.responses import error_responses, json_response
+from app.api.routing import CallerFirstRoute
 from app.api.schemas import BatchIn, BatchOut, Encounter, PredictionOut
-from app.auth.models import Role
 from app.auth.service import Principal
-from app.core.config import Settings
 from app.core.errors import BadRequestError
 from app.inference.service import Incoming, Scored, ScoringService
 
-router = APIRouter(tags=["predict"])
+# NOTE: a body sent without a Content-Type is read as JSON, as EHR clients have relied on.
+router = APIRouter(tags=["predict"], route_class=CallerFirstRoute, strict_content_type=False)
 
 
 class Sampling(BaseModel):
@@ -30,8 +27,8 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    # NOTE: bounded by `Settings` alone (`TRIAGE_INFERENCE__MIN_N_SAMPLES`/`MAX_N_SAMPLES`), which
-    # the intake checks: a bound here too would be a second limit, documented and not enforced.
+    # NOTE: bounded by `Settings` alone (`TRIAGE_INFERENCE__MIN_N_SAMPLES`/`MAX_N_SAMPLES`),
+    # checked by `sampling`: a bound in the schema would be a second, fixed limit.
     n_samples: int | None = Field(
         default=None,
         description="MC-dropout samples (default: the model card's); between"
@@ -45,50 +42,26 @@ class Sampling(BaseModel):
         description="Seed of the dropout masks (default: the card's).",
     )
 
-    @field_validator("n_samples")
-    @classmethod
-    def _within_the_configured_bounds(cls, n: int | None, info: ValidationInfo) -> int | None:
-        if n is None or not info.context:  # NOTE: the intake checks the same bounds again
-            return n
-        low, high = info.context["n_samples_bounds"]
-        if not low <= n <= high:
-            raise ValueError(f"must be between {low} and {high}")
-        return n
 
-
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    """OpenAPI `parameters` for a model's fields, as FastAPI would write them for `Query`s."""
-    schema = model.model_json_schema()
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": name in schema.get("required", []),
-            "description": field.pop("description", ""),
-            "schema": field,
-        }
-        for name, field in schema["properties"].items()
-    ]
-
-
-_PARAMETERS = {"parameters": _query_parameters(Sampling)}
-# Bodies read by `json_body`, for the OpenAPI document (see `app.api.body`).
-BODY_TYPES = (Encounter, BatchIn)
-
-
-_DEFAULT_SAMPLING = Sampling()
-
-
-def _sampling(request: Request, scoring: ScoringService) -> Sampling:
-    if not request.scope.get("query_string"):  # NOTE: the EHR's usual call: nothing to parse
-        return _DEFAULT_SAMPLING
-    bounds = (scoring.min_n_samples, scoring.max_n_samples)  # from Settings
-    try:
-        return Sampling.model_validate(
-            dict(request.query_params), context={"n_samples_bounds": bounds}
+async def sampling(query: Annotated[Sampling, Query()], settings: SettingsDep) -> Sampling:
+    """The query parameters, `n_samples` within the configured bounds (else a 422 naming it)."""
+    low, high = settings.inference.min_n_samples, settings.inference.max_n_samples
+    n = query.n_samples
+    if n is not None and not low <= n <= high:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "n_samples"),
+                    "msg": f"must be between {low} and {high}",
+                    "input": n,
+                }
+            ]
         )
-    except ValidationError as exc:
-        raise request_validation_error(exc, "query") from None
+    return query
+
+
+SamplingDep = Annotated[Sampling, Depends(sampling)]
 
 
 def _incoming(encounter: Encounter) -> Incoming:
@@ -136,18 +109,12 @@ _NOT_SCORED: dict[str, Any] = {
 }
 
 
-def _scoring_route(path: str, answer: type[BaseModel], body: Any) -> Any:
-    """`router.post` for a scoring route: its answer, query parameters and body documented."""
-    extra = {**_PARAMETERS, **documented_body(body), "security": BEARER_SECURITY}
-    errors = error_responses(401, 403, 413, 415, 422, 503)
-    return router.post(path, response_model=answer, responses=errors, openapi_extra=extra)
+_ERRORS = error_responses(401, 403, 413, 415, 422, 503)
 
 
 async def _score(
-    request: Request, principal: Principal, encounters: list[Encounter]
+    scoring: ScoringService, principal: Principal, sampling: Sampling, encounters: list[Encounter]
 ) -> list[Scored]:
-    scoring = await get_scoring(request)
-    sampling = _sampling(request, scoring)
     return await scoring.score(
         [_incoming(e) for e in encounters],
         n_samples=sampling.n_samples,
@@ -157,26 +124,32 @@ async def _score(
     )
 
 
-@_scoring_route("/predict", PredictionOut, Encounter)
-async def predict(request: Request) -> Response:
+@router.post("/predict", response_model=PredictionOut, responses=_ERRORS)
+async def predict(
+    principal: EhrDep,
+    scoring: ScoringDep,
+    sampling: SamplingDep,
+    encounter: Annotated[Encounter, Body()],
+) -> Response:
     """Score one encounter; a flagged one is in the review queue before this answers."""
-    principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
-    encounter = await json_body(request, Encounter)
-    [scored] = await _score(request, principal, [encounter])
+    [scored] = await _score(scoring, principal, sampling, [encounter])
     return json_response(_out(scored))
 
 
-@_scoring_route("/predict/batch", BatchOut, BatchIn)
-async def predict_batch(request: Request) -> Response:
+@router.post("/predict/batch", response_model=BatchOut, responses=_ERRORS)
+async def predict_batch(
+    principal: EhrDep,
+    scoring: ScoringDep,
+    sampling: SamplingDep,
+    settings: SettingsDep,
+    batch: Annotated[BatchIn, Body()],
+) -> Response:
     """Score several encounters, answering in order; any invalid one fails the whole batch (a
     death or hospice discharge is valid: answered in place as not applicable)."""
-    principal = await authorize(request, Role.EHR)  # NOTE: before the body is read or checked
-    batch = await json_body(request, BatchIn)
-    settings: Settings = request.app.state.settings
     encounters = batch["encounters"]
     if len(encounters) > settings.max_batch_encounters:
         raise BadRequestError(
             f"encounters: at most {settings.max_batch_encounters} per batch, got {len(encounters)}"
         )
-    scored = await _score(request, principal, encounters)
+    scored = await _score(scoring, principal, sampling, encounters)
     return json_response({"predictions": [_out(s) for s in scored]})

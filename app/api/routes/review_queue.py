@@ -1,15 +1,17 @@
 """The review queue: list and read (clinician or admin), claim, release and resolve
 (clinician), reassign (admin)."""
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from app.api.deps import AdminDep, ClinicianDep, ItemId, QueueReaderDep, SessionDep, SettingsDep
 from app.api.responses import error_responses
 from app.review import service, workflow
-from app.review.models import ReviewStatus
+from app.review.models import ReviewItem, ReviewStatus
 from app.review.schemas import (
     ReassignIn,
     ResolveIn,
@@ -65,15 +67,13 @@ def read_item(item_id: ItemId, _principal: QueueReaderDep, session: SessionDep) 
 @router.post("/{item_id}/claim", response_model=ReviewItemDetail)
 def claim_item(item_id: ItemId, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
     """Take a pending item for review; 409 if another clinician key has it."""
-    workflow.claim(session=session, item_id=item_id, actor=principal)
-    return _detail(session, item_id)
+    return _moved(session, item_id, workflow.claim, actor=principal)
 
 
 @router.post("/{item_id}/release", response_model=ReviewItemDetail)
 def release_item(item_id: ItemId, principal: ClinicianDep, session: SessionDep) -> ReviewItemDetail:
     """Give back an item your key holds (it returns to pending); 409 if you do not hold it."""
-    workflow.release(session=session, item_id=item_id, actor=principal)
-    return _detail(session, item_id)
+    return _moved(session, item_id, workflow.release, actor=principal)
 
 
 @router.post("/{item_id}/reassign", response_model=ReviewItemDetail)
@@ -81,10 +81,9 @@ def reassign_item(
     item_id: ItemId, body: ReassignIn, principal: AdminDep, session: SessionDep
 ) -> ReviewItemDetail:
     """Hand an item in review to another live clinician key (admin); 409 if not in review."""
-    workflow.reassign(
-        session=session, item_id=item_id, actor=principal, to_key_id=body.assignee_key_id
+    return _moved(
+        session, item_id, workflow.reassign, actor=principal, to_key_id=body.assignee_key_id
     )
-    return _detail(session, item_id)
 
 
 @router.post("/{item_id}/resolve", response_model=ReviewItemDetail)
@@ -92,13 +91,20 @@ def resolve_item(
     item_id: ItemId, body: ResolveIn, principal: ClinicianDep, session: SessionDep
 ) -> ReviewItemDetail:
     """Record the outcome of an item your key holds."""
-    workflow.resolve(
-        session=session, item_id=item_id, actor=principal, outcome=body.outcome, note=body.note
+    return _moved(
+        session, item_id, workflow.resolve, actor=principal, outcome=body.outcome, note=body.note
     )
+
+
+def _moved(
+    session: Session, item_id: int, move: Callable[..., ReviewItem], **details: Any
+) -> ReviewItemDetail:
+    """The item after `move` (a `workflow` step) with `details`, as the routes answer it."""
+    move(session=session, item_id=item_id, **details)
     return _detail(session, item_id)
 
 
-def _detail(session: SessionDep, item_id: int) -> ReviewItemDetail:
+def _detail(session: Session, item_id: int) -> ReviewItemDetail:
     item = service.get_item(session=session, item_id=item_id)
     events = service.item_events(session=session, item_id=item_id)
     out = ReviewItemOut.model_validate(item).model_dump()
