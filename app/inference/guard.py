@@ -40,8 +40,13 @@ from app.features.encoder import (
     normalise_category,
 )
 from app.features.icd9 import icd9_chapter
-from app.inference.engine import padded_rows
-from app.inference.model import BayesianMLP
+from app.inference.activations import (
+    HiddenLayers,
+    hidden_layers,
+    last_hidden,
+    padded_row_block,
+    rowwise_product,
+)
 
 GUARD_FORMAT: Final = 1
 OOD_PREFIX: Final = "out_of_distribution:"
@@ -94,63 +99,6 @@ class GuardResult:
             columns = [OOD_PREFIX + GUARD_COLUMNS[j] for j in np.flatnonzero(self.feature_ood[i])]
             out[i][:0] = columns
         return out
-
-
-HiddenLayers = tuple[tuple[torch.Tensor, torch.Tensor], ...]
-
-
-def hidden_layers(model: nn.Module) -> HiddenLayers:
-    """Each hidden Linear as (contiguous transposed weight, bias), copied from the module."""
-    modules = list(model.net) if isinstance(model, BayesianMLP) else list(model.children())
-    linears = [m for m in modules if isinstance(m, nn.Linear)]
-    layers = []
-    for linear in linears[:-1]:
-        weight_t = linear.weight.detach().t().contiguous()
-        bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
-        layers.append((weight_t, bias.detach().clone()))
-    return tuple(layers)
-
-
-def hidden_features(model: nn.Module | HiddenLayers, x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Eval-mode activations of the last hidden layer, read straight from the Linear weights."""
-    layers = model if isinstance(model, tuple) else hidden_layers(model)
-    a, rows = _padded_rows(x)
-    return _hidden(layers, a)[:rows]
-
-
-def _padded_rows(x: torch.Tensor | np.ndarray) -> tuple[np.ndarray, int]:
-    """`x` as contiguous float32 rows, padded with zero rows to `padded_rows` (see
-    `_rowwise_product`)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().numpy()
-    a = np.ascontiguousarray(x, dtype=np.float32)
-    rows = a.shape[0]
-    target = padded_rows(rows)
-    if rows < target:
-        a = np.concatenate([a, np.zeros((target - rows, a.shape[1]), dtype=a.dtype)])
-    return a, rows
-
-
-def _hidden(layers: HiddenLayers, a: np.ndarray) -> np.ndarray:
-    """float64 last-hidden activations of `a`; each row's bits depend on that row only."""
-    h = torch.from_numpy(a)
-    # NOTE: inverted dropout is the identity in eval mode, so Linear -> ReLU is the whole pass.
-    # `addmm` with a contiguous transposed weight, as the engine runs it, gives each row the
-    # same bits in any batch padded by `_padded_rows`; `F.linear` (a transposed view) did not.
-    # Nothing here requires grad (detached weights, an input made from NumPy): no grad mode.
-    for weight_t, bias in layers:
-        h = torch.addmm(bias, h, weight_t).relu_()
-    return h.numpy().astype(np.float64)
-
-
-def _rowwise_product(a: np.ndarray, b: torch.Tensor) -> np.ndarray:
-    """`a @ b` in float64 where row i of the result depends only on row i of `a`.
-
-    `a` is padded by `_padded_rows`: MKL's gemm gives a row the same bits for any such row count
-    (`tests/inference` checks it), while other counts can take kernels that sum in another order.
-    """
-    out: np.ndarray = (torch.from_numpy(np.ascontiguousarray(a)) @ b).numpy()
-    return out
 
 
 def category_slot(column: str, value: Value) -> str:
@@ -232,19 +180,19 @@ class DomainGuard:
         """
         if hidden is not None:
             # NOTE: the rows are padded once here, and the pad rows carried through the product.
-            a, rows = _padded_rows(hidden)
+            a, rows = padded_row_block(hidden)
             d = a.astype(np.float64) - self.mean
         else:
             if self.model is None:
                 raise ValueError("the guard has no model to compute activations with")
             if self._layers is None:  # NOTE: copied once; the guard never sees the module change.
                 self._layers = hidden_layers(self.model)
-            a, rows = _padded_rows(x)
-            d = _hidden(self._layers, a) - self.mean
+            a, rows = padded_row_block(x)
+            d = last_hidden(self._layers, a) - self.mean
         # NOTE: d P d' as one BLAS product and a row-wise sum (a three-operand einsum runs a
-        # plain C loop). Each row's value depends on that row only (`_rowwise_product`), so
+        # plain C loop). Each row's value depends on that row only (`rowwise_product`), so
         # batching cannot change a score's bits.
-        product = _rowwise_product(d, self._precision_t)[:rows]
+        product = rowwise_product(d, self._precision_t)[:rows]
         quadratic = (product * d[:rows]).sum(axis=1)
         out: np.ndarray = np.sqrt(np.maximum(quadratic, 0.0))
         return out

@@ -11,6 +11,7 @@ from torch import nn
 
 from app.features.columns import COUNT_COLUMNS
 from app.features.encoder import Columns
+from app.inference.activations import hidden_features
 from app.inference.engine import MCDropoutEngine
 from app.inference.flags import flagged, uncertain
 from app.inference.guard import (
@@ -19,7 +20,6 @@ from app.inference.guard import (
     GuardResult,
     as_float,
     category_slot,
-    hidden_features,
 )
 from app.training.referral import mc_scores
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from app.inference import BayesianMLP, MCDropoutEngine
-from app.inference.guard import DomainGuard, hidden_features
+from app.inference.activations import hidden_features
+from app.inference.guard import DomainGuard
 
 
 @pytest.fixture(scope="module")
