@@ -48,15 +48,18 @@ _INCOMING: Final = {
         FROM json_each(:cases)
     """,
 }
-# NOTE: RETURNING gives the new row, so the old status is read from the assignee: a pending
-# item has none, an item in review has its clinician. The outer `status IN (...)` is checked
-# again on PostgreSQL after waiting for a rival's lock, so a claim and a supersede never both
-# win.
+# NOTE: the incoming cases are the outer loop (SQLite takes CROSS JOIN as a join order) and
+# SQLite's outer `+status` is no index term, so each case is one lookup in the open-item index:
+# planned the other way, a commit read every open item once per incoming case, and grew slower
+# as the queue grew.
+# RETURNING gives the new row, so the old status is read from the assignee: a pending item has
+# none, an item in review has its clinician. The outer status check is repeated on PostgreSQL
+# after waiting for a rival's lock, so a claim and a supersede never both win.
 _SUPERSEDE: Final = """
     WITH incoming AS ({incoming})
     UPDATE review_items SET status = 'superseded', updated_at = :now
-    WHERE status IN ('pending', 'in_review') AND id IN (
-        SELECT item.id FROM review_items AS item JOIN incoming
+    WHERE {status} IN ('pending', 'in_review') AND id IN (
+        SELECT item.id FROM incoming {join} review_items AS item
             ON item.encounter_id = incoming.encounter_id
             AND item.model_version = incoming.model_version
         WHERE item.status IN ('pending', 'in_review')
@@ -70,8 +73,13 @@ _SUPERSEDE: Final = """
     )
     RETURNING id, encounter_id, model_version, assignee
 """
+# Per dialect: the join that keeps the incoming cases outside, and the outer status term.
+_PLANNING: Final = {
+    "postgresql": {"join": "JOIN", "status": "status"},
+    "sqlite": {"join": "CROSS JOIN", "status": "+status"},
+}
 _STATEMENTS: Final = {
-    dialect: text(_SUPERSEDE.format(incoming=incoming)).bindparams(
+    dialect: text(_SUPERSEDE.format(incoming=incoming, **_PLANNING[dialect])).bindparams(
         bindparam("now", type_=UTCDateTime())
     )
     for dialect, incoming in _INCOMING.items()
