@@ -18,6 +18,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
+from app.cds.routes import router as cds_router
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         health.router,
         metrics.router,
+        cds_router,
     ):
         app.include_router(router)
     for router in PAGE_ROUTERS:
