@@ -7,9 +7,9 @@ review queue, its idempotency and the 503 on a database outage are the same.
 import logging
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic_core import to_json
 
 from app.api.deps import DatabaseDep, EhrDep, ScoringDep
@@ -126,29 +126,22 @@ def _mapped(hook: HookRequest) -> MappedRecord:
 _HOOK_ERRORS = error_responses(401, 403, 413, 415, 422, 503)
 
 
-@router.post(f"/cds-services/{SERVICE_ID}", responses=_HOOK_ERRORS)
+ServiceId = Literal["readmission-risk", "readmission-risk-patient-view"]
+assert set(get_args(ServiceId)) == set(HOOKS)
+
+
+@router.post("/cds-services/{service_id}", responses=_HOOK_ERRORS)
 async def readmission_risk(
+    service_id: Annotated[ServiceId, Path(description="A service of GET /cds-services.")],
     request: Request,
     principal: EhrDep,
     scoring: ScoringDep,
     database: DatabaseDep,
     hook: Annotated[HookRequest, Body()],
 ) -> Response:
-    """`encounter-discharge`: the risk card and a RiskAssessment; a flagged case is in the
-    review queue before this answers."""
-    return await _hook(SERVICE_ID, request, principal, scoring, database, hook)
-
-
-@router.post(f"/cds-services/{PATIENT_VIEW_ID}", responses=_HOOK_ERRORS)
-async def readmission_risk_patient_view(
-    request: Request,
-    principal: EhrDep,
-    scoring: ScoringDep,
-    database: DatabaseDep,
-    hook: Annotated[HookRequest, Body()],
-) -> Response:
-    """`patient-view` with `context.encounterId`: the same answer as at discharge."""
-    return await _hook(PATIENT_VIEW_ID, request, principal, scoring, database, hook)
+    """The risk card and a RiskAssessment (`encounter-discharge`, or `patient-view` with
+    `context.encounterId`); a flagged case is in the review queue before this answers."""
+    return await _hook(service_id, request, principal, scoring, database, hook)
 
 
 @router.post(f"/cds-services/{SERVICE_ID}/feedback", responses=_HOOK_ERRORS)
