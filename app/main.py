@@ -19,6 +19,7 @@ from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.cds.routes import router as cds_router
+from app.cds.tokens import EhrTokens
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
@@ -160,6 +161,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
+    cds = settings.cds
+    app.state.ehr_tokens = (
+        EhrTokens(cds.jwks_path, cds.issuers, cds.public_url)
+        if cds.jwks_path is not None and cds.public_url is not None
+        else None
+    )
     _clear_lifespan_state(app)
     install_error_handlers(app)
     app.add_middleware(
