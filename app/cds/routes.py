@@ -23,6 +23,7 @@ from app.cds.schemas import FeedbackRequest, HookRequest
 from app.core.errors import AppError, NotFoundError, UnavailableError
 from app.db.session import Database
 from app.features.fhir import FhirMappingError, MappedRecord, record_from_prefetch
+from app.features.fhir.validation import validate_prefetch
 from app.inference.service import Incoming, ScoringService
 from app.review.versions import content_hash
 
@@ -112,6 +113,10 @@ def _mapped(hook: HookRequest) -> MappedRecord:
         mapped = record_from_prefetch(hook.prefetch)
     except FhirMappingError as exc:
         raise HookInputError(f"{exc}; nothing was scored or stored") from exc
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # NOTE: the mapping reads well-formed FHIR; only a malformed prefetch is validated,
+        # against the R4B models, to name what is wrong (validating every call costs more).
+        raise HookInputError(f"{_malformed(hook.prefetch)}; nothing was scored or stored") from exc
     wanted = hook.context.encounterId
     if wanted is None:
         raise HookInputError("context.encounterId: missing; name the encounter to assess")
@@ -121,6 +126,17 @@ def _mapped(hook: HookRequest) -> MappedRecord:
             f" context.encounterId {wanted!r}"
         )
     return mapped
+
+
+def _malformed(prefetch: dict[str, Any]) -> str:
+    """What the R4B models say is wrong with a prefetch the mapping could not read."""
+    try:
+        validate_prefetch(prefetch)
+    except FhirMappingError as exc:
+        return str(exc)[:2000]
+    except (TypeError, AttributeError, ValueError) as exc:
+        return f"prefetch: every value must be a FHIR resource or Bundle ({type(exc).__name__})"
+    return "prefetch: not FHIR R4 as the mapping reads it (see docs/fhir-mapping.md)"
 
 
 _HOOK_ERRORS = error_responses(401, 403, 413, 415, 422, 503)

@@ -251,3 +251,38 @@ async def test_summary_fits_and_concurrent_hooks_agree(client, keys, flag_split)
     bodies = [a.json() for a in answers]
     assert all(b == bodies[0] for b in bodies)
     check_card(bodies[0]["cards"][0])
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "named"),
+    [
+        ({"patient": 5}, "prefetch"),
+        (
+            {
+                "patient": {"resourceType": "Patient", "id": "p1"},
+                "encounter": {"resourceType": "Encounter", "id": "e1", "period": "soon"},
+            },
+            "Encounter",
+        ),
+    ],
+)
+async def test_malformed_fhir_is_a_400_not_a_crash(app, client, keys, prefetch, named) -> None:
+    request = {
+        "hook": "encounter-discharge",
+        "hookInstance": "6b0b4c5e-1d0e-4a4e-9d7e-0a7e3b0c9f11",
+        "context": {"patientId": "p1", "encounterId": "e1"},
+        "prefetch": prefetch,
+    }
+    response = await client.post(HOOK_URL, json=request, headers=keys["ehr"])
+    assert response.status_code == 400, response.text
+    assert named in response.json()["detail"]
+    assert count_rows(app, "review_items") == 0
+
+
+async def test_an_oversize_prefetch_is_413(app, client, keys, settings, encounters) -> None:
+    request = hook_request(encounters[0])
+    filler = [{"resource": {"resourceType": "Procedure", "id": f"p{k}"}} for k in range(1)]
+    request["prefetch"]["procedures"]["entry"] += filler * (settings.max_body_bytes // 40)
+    response = await client.post(HOOK_URL, json=request, headers=keys["ehr"])
+    assert response.status_code == 413 and response.json()["detail"]
+    assert count_rows(app, "risk_assessments") == 0
