@@ -20,6 +20,7 @@ from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
+from app.cds.writer import AssessmentWriter
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
@@ -39,6 +40,7 @@ log = logging.getLogger("triage")
 LIFESPAN_STATE: Final = (
     "scoring",
     "review_writer",
+    "assessment_writer",
     "batcher",
     "predictor",
     "database",
@@ -86,6 +88,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     review_writer = ReviewWriter(database, max_pending_writes=settings.inference.max_queue_size)
     await review_writer.start()
     app.state.review_writer = review_writer
+    assessment_writer = AssessmentWriter(
+        database, max_pending_writes=settings.inference.max_queue_size
+    )
+    await assessment_writer.start()
+    app.state.assessment_writer = assessment_writer
     app.state.scoring = ScoringService(
         predictor=predictor,
         batcher=batcher,
@@ -109,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await batcher.stop()
         await review_writer.stop()
+        await assessment_writer.stop()
         database.dispose()
         _clear_lifespan_state(app)
 

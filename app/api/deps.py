@@ -15,6 +15,7 @@ from app.auth.cache import KeyCache
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate, hash_key
 from app.cds.tokens import EhrTokens, looks_like_jwt
+from app.cds.writer import AssessmentWriter
 from app.core.config import Settings
 from app.core.errors import UnavailableError
 from app.db.base import MAX_ID
@@ -52,10 +53,16 @@ async def get_scoring(request: Request) -> ScoringService:
     return _state(request, "scoring")  # type: ignore[return-value]
 
 
+async def get_assessment_writer(request: Request) -> AssessmentWriter:
+    """The group committer of the CDS path's RiskAssessments."""
+    return _state(request, "assessment_writer")  # type: ignore[return-value]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
+AssessmentWriterDep = Annotated[AssessmentWriter, Depends(get_assessment_writer)]
 
 
 def get_session(database: DatabaseDep) -> Iterator[Session]:

@@ -6,13 +6,12 @@ review queue, its idempotency and the 503 on a database outage are the same.
 
 import logging
 from datetime import UTC, datetime
-from functools import partial
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic_core import to_json
 
-from app.api.deps import DatabaseDep, EhrDep, ScoringDep
+from app.api.deps import AssessmentWriterDep, DatabaseDep, EhrDep, ScoringDep
 from app.api.responses import error_responses, json_response
 from app.api.routing import CallerFirstRoute
 from app.cds import store
@@ -20,8 +19,8 @@ from app.cds.assessment import assessment_id, risk_assessment
 from app.cds.cards import SERVICE_ID, not_applicable_card, risk_card
 from app.cds.discovery import PATIENT_VIEW_ID, discovery
 from app.cds.schemas import FeedbackRequest, HookRequest
+from app.cds.writer import AssessmentWriter
 from app.core.errors import AppError, NotFoundError, UnavailableError
-from app.db.session import Database
 from app.features.fhir import FhirMappingError, MappedRecord, record_from_prefetch
 from app.features.fhir.validation import validate_prefetch
 from app.inference.service import Incoming, ScoringService
@@ -50,7 +49,7 @@ async def _hook(
     request: Request,
     principal: Any,
     scoring: ScoringService,
-    database: Database,
+    writer: AssessmentWriter,
     hook: HookRequest,
 ) -> Response:
     if hook.hook != HOOKS[service_id]:
@@ -81,15 +80,8 @@ async def _hook(
         return json_response({"cards": [card]})
     key = (eid, p.model_version, content_hash(encounter))
     made = risk_assessment(assessment_id(*key), hook.prefetch, p, datetime.now(UTC))
-    keep = partial(
-        store.keep_assessment,
-        database,
-        key=key,
-        resource=made,
-        review_item_id=scored.review_item_id,
-    )
     try:
-        resource = await database.run(keep)
+        resource = await writer.keep(store.Pending(key, made, scored.review_item_id))
     except UnavailableError as exc:
         if p.flagged:
             raise
@@ -152,12 +144,12 @@ async def readmission_risk(
     request: Request,
     principal: EhrDep,
     scoring: ScoringDep,
-    database: DatabaseDep,
+    writer: AssessmentWriterDep,
     hook: Annotated[HookRequest, Body()],
 ) -> Response:
     """The risk card and a RiskAssessment (`encounter-discharge`, or `patient-view` with
     `context.encounterId`); a flagged case is in the review queue before this answers."""
-    return await _hook(service_id, request, principal, scoring, database, hook)
+    return await _hook(service_id, request, principal, scoring, writer, hook)
 
 
 @router.post(f"/cds-services/{SERVICE_ID}/feedback", responses=_HOOK_ERRORS)

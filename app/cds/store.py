@@ -2,13 +2,14 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
 from app.auth.service import Principal
 from app.cds.models import CardFeedback, RiskAssessmentRecord
-from app.core.errors import NotFoundError
+from app.core.errors import BadRequestError, NotFoundError
 from app.db.base import utcnow
 from app.db.session import Database
 from app.review.models import ReviewEvent, ReviewItem
@@ -26,50 +27,57 @@ class Feedback(NamedTuple):
     at: datetime
 
 
-def keep_assessment(
-    database: Database,
-    *,
-    key: tuple[str, str, str],
-    resource: Json,
-    review_item_id: int | None,
-) -> Json:
-    """Store `resource` under `key` (encounter, model version, content hash) unless one is
-    stored already; return the stored one, so a retry answers with the first assessment."""
+class Pending(NamedTuple):
+    """An assessment to keep: its key (encounter, model version, content hash), the resource
+    (its id derived from the key) and the review item of a flagged case."""
 
-    def work(connection: Connection) -> Json:
-        found = _stored(connection, key)
-        if found is not None:
-            return found
-        row = {
-            "resource_id": resource["id"],
-            "encounter_id": key[0],
-            "model_version": key[1],
-            "content_hash": key[2],
-            "review_item_id": review_item_id,
-            "resource": resource,
+    key: tuple[str, str, str]
+    resource: Json
+    review_item_id: int | None
+
+
+def keep_assessments(database: Database, pending: Sequence[Pending]) -> list[Json | Exception]:
+    """Store each assessment unless one is stored under its key; the stored ones, in order, so a
+    retry answers with the first assessment. One transaction for all; should the database
+    refuse a value, each is stored alone, so only its own request gets the 400."""
+    try:
+        return list(database.write(partial(_keep, pending)))
+    except BadRequestError:
+        if len(pending) == 1:
+            raise
+    out: list[Json | Exception] = []
+    for one in pending:
+        try:
+            out += database.write(partial(_keep, [one]))
+        except BadRequestError as exc:
+            out.append(exc)
+    return out
+
+
+def _keep(pending: Sequence[Pending], connection: Connection) -> list[Json]:
+    rows = [
+        {
+            "resource_id": p.resource["id"],
+            "encounter_id": p.key[0],
+            "model_version": p.key[1],
+            "content_hash": p.key[2],
+            "review_item_id": p.review_item_id,
+            "resource": p.resource,
             "created_at": utcnow(),
         }
-        # NOTE: a concurrent retry may store it first; then its row is the answer.
-        dialect = connection.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        connection.execute(upsert(_RA).values(row).on_conflict_do_nothing())
-        stored = _stored(connection, key)
-        assert stored is not None
-        return stored
-
-    return database.write(work)
-
-
-def _stored(connection: Connection, key: tuple[str, str, str]) -> Json | None:
-    t = _RA
-    query = select(t.resource).where(
-        t.encounter_id == key[0], t.model_version == key[1], t.content_hash == key[2]
-    )
-    resource: Json | None = connection.execute(query).scalar_one_or_none()
-    return resource
+        for p in pending
+    ]
+    # NOTE: a row stored before (a retry) stays as it is; the id is derived from the key, so
+    # reading back by id finds the first assessment of each key.
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    connection.execute(upsert(_RA).on_conflict_do_nothing(), rows)
+    ids = {p.resource["id"] for p in pending}
+    query = select(_RA.resource_id, _RA.resource).where(_RA.resource_id.in_(ids))
+    stored: dict[str, Json] = {row[0]: row[1] for row in connection.execute(query)}
+    return [stored[p.resource["id"]] for p in pending]
 
 
 def assessments_of(database: Database, encounter_id: str) -> list[Json]:
