@@ -14,6 +14,7 @@ from pydantic_core import to_json
 from app.api.deps import AssessmentWriterDep, DatabaseDep, EhrDep, ScoringDep
 from app.api.responses import error_responses, json_response
 from app.api.routing import CallerFirstRoute
+from app.auth.service import Principal
 from app.cds import store
 from app.cds.assessment import assessment_id, risk_assessment
 from app.cds.cards import SERVICE_ID, not_applicable_card, risk_card
@@ -47,11 +48,13 @@ async def services() -> Response:
 async def _hook(
     service_id: str,
     request: Request,
-    principal: Any,
+    principal: Principal,
     scoring: ScoringService,
     writer: AssessmentWriter,
     hook: HookRequest,
 ) -> Response:
+    """Map, score through the data plane, keep the assessment, answer cards (shared by both
+    services so they cannot answer differently)."""
     if hook.hook != HOOKS[service_id]:
         raise HookInputError(f"hook: this service answers {HOOKS[service_id]!r}, not {hook.hook!r}")
     if hook.prefetch is None:
@@ -131,7 +134,7 @@ def _malformed(prefetch: dict[str, Any]) -> str:
     return "prefetch: not FHIR R4 as the mapping reads it (see docs/fhir-mapping.md)"
 
 
-_HOOK_ERRORS = error_responses(401, 403, 413, 415, 422, 503)
+_HOOK_ERRORS = error_responses(400, 401, 403, 412, 413, 415, 422, 503)
 
 
 ServiceId = Literal["readmission-risk", "readmission-risk-patient-view"]
@@ -152,7 +155,10 @@ async def readmission_risk(
     return await _hook(service_id, request, principal, scoring, writer, hook)
 
 
-@router.post(f"/cds-services/{SERVICE_ID}/feedback", responses=_HOOK_ERRORS)
+@router.post(
+    f"/cds-services/{SERVICE_ID}/feedback",
+    responses=error_responses(401, 403, 404, 413, 415, 422, 503),
+)
 async def feedback(
     principal: EhrDep, database: DatabaseDep, body: Annotated[FeedbackRequest, Body()]
 ) -> Response:
