@@ -18,6 +18,9 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
+from app.cds.routes import router as cds_router
+from app.cds.tokens import EhrTokens
+from app.cds.writer import AssessmentWriter
 from app.core.config import Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
@@ -37,6 +40,7 @@ log = logging.getLogger("triage")
 LIFESPAN_STATE: Final = (
     "scoring",
     "review_writer",
+    "assessment_writer",
     "batcher",
     "predictor",
     "database",
@@ -84,6 +88,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     review_writer = ReviewWriter(database, max_pending_writes=settings.inference.max_queue_size)
     await review_writer.start()
     app.state.review_writer = review_writer
+    assessment_writer = AssessmentWriter(
+        database, max_pending_writes=settings.inference.max_queue_size
+    )
+    await assessment_writer.start()
+    app.state.assessment_writer = assessment_writer
     app.state.scoring = ScoringService(
         predictor=predictor,
         batcher=batcher,
@@ -107,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.unfreeze()
         await batcher.stop()
         await review_writer.stop()
+        await assessment_writer.stop()
         database.dispose()
         _clear_lifespan_state(app)
 
@@ -159,6 +169,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
+    cds = settings.cds
+    app.state.ehr_tokens = (
+        EhrTokens(cds.jwks_path, cds.issuers, cds.public_url)
+        if cds.jwks_path is not None and cds.public_url is not None
+        else None
+    )
     _clear_lifespan_state(app)
     install_error_handlers(app)
     app.add_middleware(
@@ -170,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         health.router,
         metrics.router,
+        cds_router,
     ):
         app.include_router(router)
     for router in PAGE_ROUTERS:

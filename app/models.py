@@ -5,7 +5,17 @@ Alembic's environment and the schema tests import this module for the whole meta
 """
 
 from app.auth.models import ApiKey, KeyEvent, PageSession
+from app.cds.models import CardFeedback, RiskAssessmentRecord
 from app.db.base import Base
 from app.review.models import ReviewEvent, ReviewItem
 
-__all__ = ["ApiKey", "Base", "KeyEvent", "PageSession", "ReviewEvent", "ReviewItem"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CardFeedback",
+    "KeyEvent",
+    "PageSession",
+    "ReviewEvent",
+    "ReviewItem",
+    "RiskAssessmentRecord",
+]

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from app.auth.cache import KeyCache
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate, hash_key
+from app.cds.tokens import EhrTokens, looks_like_jwt
+from app.cds.writer import AssessmentWriter
 from app.core.config import Settings
 from app.core.errors import UnavailableError
 from app.db.base import MAX_ID
@@ -51,10 +53,16 @@ async def get_scoring(request: Request) -> ScoringService:
     return _state(request, "scoring")  # type: ignore[return-value]
 
 
+async def get_assessment_writer(request: Request) -> AssessmentWriter:
+    """The group committer of the CDS path's RiskAssessments."""
+    return _state(request, "assessment_writer")  # type: ignore[return-value]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
+AssessmentWriterDep = Annotated[AssessmentWriter, Depends(get_assessment_writer)]
 
 
 def get_session(database: DatabaseDep) -> Iterator[Session]:
@@ -79,6 +87,9 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
     A key verified within the cache's TTL is answered from memory (see `app.auth.cache`).
     """
     key = bearer_token(request)
+    tokens: EhrTokens | None = getattr(request.app.state, "ehr_tokens", None)
+    if key is not None and tokens is not None and looks_like_jwt(key):
+        return tokens.verify(key, request.url.path)
     cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
     if key is None or cache is None or not cache.enabled:
         return await database.run(_authenticate, database, key)

@@ -57,6 +57,7 @@ _RETRY_AFTER: Final = {
     "Retry-After": {"description": "Seconds to wait before a retry.", "schema": {"type": "integer"}}
 }
 _ERRORS: Final[dict[int, dict[str, Any]]] = {
+    400: {"description": "The FHIR input cannot be used as sent; the message names what to fix."},
     401: {
         "description": "No valid API key: send `Authorization: Bearer <key>`.",
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
@@ -64,6 +65,7 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
     403: {"description": "The key is valid, but its role may not do this."},
     404: {"description": "No such review item or key."},
     409: {"description": "The item's state does not allow this (e.g. another clinician holds it)."},
+    412: {"description": "The data the service needs was not sent (CDS Hooks: no prefetch)."},
     413: {"description": "The body is larger than the service accepts."},
     415: {"description": "The body is not JSON."},
     422: {"model": ValidationErrorOut, "description": "Invalid fields or parameters, each named."},

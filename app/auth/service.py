@@ -39,7 +39,7 @@ def key_label(name: str, key_id: int | None) -> str:
 class Principal:
     """Who is calling: the key's id (what owns cases and is audited), name and role."""
 
-    key_id: int
+    key_id: int | None  # None: an EHR known by its JWT issuer, not by a key
     name: str
     role: Role
 

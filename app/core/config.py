@@ -69,6 +69,24 @@ class AuthSettings(BaseModel):
         return value
 
 
+class CdsSettings(BaseModel):
+    """How EHRs calling the CDS Hooks service prove who they are (besides API keys)."""
+
+    jwks_path: Path | None = None
+    """JWKS file of the keys the EHRs sign their CDS Hooks JWTs with (RS384 or ES384); unset
+    accepts API keys only."""
+    issuers: list[str] = []
+    """JWT issuers (`iss`) accepted, a JSON list; each acts with the `ehr` role, others get 401."""
+    public_url: str | None = None
+    """This service's base URL as EHRs call it: a JWT's `aud` must be it plus the path called."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CdsSettings":
+        if self.jwks_path is not None and (not self.issuers or not self.public_url):
+            raise ValueError("cds.jwks_path needs cds.issuers and cds.public_url")
+        return self
+
+
 class Settings(BaseSettings):
     """Service settings; every field has a `TRIAGE_` environment variable."""
 
@@ -99,6 +117,7 @@ class Settings(BaseSettings):
     """Most review items one page may hold."""
     inference: InferenceSettings = InferenceSettings()
     auth: AuthSettings = AuthSettings()
+    cds: CdsSettings = CdsSettings()
 
     @field_validator("database_url")
     @classmethod

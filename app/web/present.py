@@ -231,7 +231,9 @@ def case_view(item: ReviewItem) -> CaseView:
 def event_view(event: ReviewEvent) -> EventView:
     """Present one audit event: 'Claimed', 'Released', 'Resolved: Needs follow-up', ..."""
     detail = event.detail or {}
-    if event.from_status is None:
+    if "ehr_feedback" in detail:
+        change = ehr_feedback_words(detail)
+    elif event.from_status is None:
         change = "Flagged and queued"
     elif event.from_status == event.to_status == "in_review":
         change = f"Reassigned from {detail.get('from', 'its holder')} to {detail.get('to', '?')}"
@@ -251,6 +253,16 @@ def event_view(event: ReviewEvent) -> EventView:
         )
     actor = key_label(event.actor, event.actor_key_id)
     return EventView(at=when(event.at), actor=actor, change=change)
+
+
+def ehr_feedback_words(detail: Mapping[str, Any]) -> str:
+    """'EHR feedback: overridden (Patient declined)': the clinician's word on the EHR card."""
+    words = f"EHR feedback: {detail['ehr_feedback']}"
+    why = detail.get("override_reason") or {}
+    coding = why.get("reason") or {}
+    said = [str(s) for s in (coding.get("display") or coding.get("code"), why.get("userComment"))]
+    said = [s for s in said if s and s != "None"]
+    return f"{words} ({'; '.join(said)})" if said else words
 
 
 def _band_words(low: float | None, high: float | None) -> str | None:

@@ -8,7 +8,15 @@ from sqlalchemy import create_engine, inspect, text
 from app.cli import main
 from app.models import Base
 
-TABLES = {"api_keys", "api_key_events", "page_sessions", "review_items", "review_events"}
+TABLES = {
+    "api_keys",
+    "api_key_events",
+    "page_sessions",
+    "review_items",
+    "review_events",
+    "risk_assessments",
+    "cds_feedback",
+}
 INITIAL = "3f6c1d2a9b10"
 KEY_OWNERS = "7d1e4b9c2a02"
 AT = "2026-11-30 10:00:00"

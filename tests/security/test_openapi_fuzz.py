@@ -37,7 +37,7 @@ schema = schemathesis.pytest.from_fixture("served")
 
 
 def _headers(path: str, keys: dict[str, dict[str, str]]) -> dict[str, str]:
-    if path.startswith("/predict"):
+    if path.startswith(("/predict", "/cds-services", "/fhir")):
         return keys["ehr"]
     if path.startswith("/admin") or path.endswith("/reassign"):
         return keys["admin"]

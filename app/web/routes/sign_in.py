@@ -61,16 +61,15 @@ def sign_in(
     except UnauthorizedError:
         message = "That key was not recognised, or it has been revoked."
         return _sign_in_form(request, auth, error=message, status_code=401)
-    if principal.role != PAGE_ROLE:
+    if principal.role != PAGE_ROLE or principal.key_id is None:
         return _sign_in_form(
             request, auth, error=refusal_for(Role(principal.role)), status_code=403
         )
     response = RedirectResponse("/review", status_code=303)
     # NOTE: a fresh nonce at sign-in, so a token seen before sign-in is worthless after it.
-    web = auth.signer.new_session(principal.key_id)
-    start_session(
-        session=session, key_id=principal.key_id, session_id=web.nonce, expires=web.expires
-    )
+    key_id = principal.key_id
+    web = auth.signer.new_session(key_id)
+    start_session(session=session, key_id=key_id, session_id=web.nonce, expires=web.expires)
     set_cookie(response, auth.signer, web, secure=auth.secure)
     return response
 

@@ -1,0 +1,141 @@
+"""Keeping emitted RiskAssessments (one per content and model) and the EHR's card feedback."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, select
+
+from app.auth.service import Principal
+from app.cds.models import CardFeedback, RiskAssessmentRecord
+from app.core.errors import BadRequestError, NotFoundError
+from app.db.base import utcnow
+from app.db.session import Database
+from app.review.models import ReviewEvent, ReviewItem
+
+Json = dict[str, Any]
+_RA = RiskAssessmentRecord
+
+
+class Feedback(NamedTuple):
+    """One CDS Hooks feedback entry, validated."""
+
+    card: str
+    outcome: str
+    override_reason: Json | None
+    at: datetime
+
+
+class Pending(NamedTuple):
+    """An assessment to keep: its key (encounter, model version, content hash), the resource
+    (its id derived from the key) and the review item of a flagged case."""
+
+    key: tuple[str, str, str]
+    resource: Json
+    review_item_id: int | None
+
+
+def keep_assessments(database: Database, pending: Sequence[Pending]) -> list[Json | Exception]:
+    """Store each assessment unless one is stored under its key; the stored ones, in order, so a
+    retry answers with the first assessment. One transaction for all; should the database
+    refuse a value, each is stored alone, so only its own request gets the 400."""
+    try:
+        return list(database.write(partial(_keep, pending)))
+    except BadRequestError:
+        if len(pending) == 1:
+            raise
+    out: list[Json | Exception] = []
+    for one in pending:
+        try:
+            out += database.write(partial(_keep, [one]))
+        except BadRequestError as exc:
+            out.append(exc)
+    return out
+
+
+def _keep(pending: Sequence[Pending], connection: Connection) -> list[Json]:
+    rows = [
+        {
+            "resource_id": p.resource["id"],
+            "encounter_id": p.key[0],
+            "model_version": p.key[1],
+            "content_hash": p.key[2],
+            "review_item_id": p.review_item_id,
+            "resource": p.resource,
+            "created_at": utcnow(),
+        }
+        for p in pending
+    ]
+    # NOTE: a row stored before (a retry) stays as it is; the id is derived from the key, so
+    # reading back by id finds the first assessment of each key.
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    connection.execute(upsert(_RA).on_conflict_do_nothing(), rows)
+    ids = {p.resource["id"] for p in pending}
+    query = select(_RA.resource_id, _RA.resource).where(_RA.resource_id.in_(ids))
+    stored: dict[str, Json] = {row[0]: row[1] for row in connection.execute(query)}
+    return [stored[p.resource["id"]] for p in pending]
+
+
+def assessments_of(database: Database, encounter_id: str) -> list[Json]:
+    """The RiskAssessments emitted for one encounter, oldest first."""
+    t = _RA
+    query = select(t.resource).where(t.encounter_id == encounter_id).order_by(t.id)
+    with database.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def keep_feedback(database: Database, entries: Sequence[Feedback], actor: Principal) -> int:
+    """Store every entry (404 naming a card this service did not issue, then nothing is stored)
+    and add each to the audit trail of the card's review item; return how many."""
+    with database.session() as session:
+        items = _review_items(session, [e.card for e in entries])
+        now = utcnow()
+        for entry in entries:
+            item_id = items[entry.card]
+            session.add(
+                CardFeedback(
+                    card_uuid=entry.card,
+                    outcome=entry.outcome,
+                    override_reason=entry.override_reason,
+                    outcome_at=entry.at,
+                    review_item_id=item_id,
+                    actor=actor.name,
+                    actor_key_id=actor.key_id,
+                    created_at=now,
+                )
+            )
+            if item_id is not None:
+                status = session.get_one(ReviewItem, item_id).status
+                detail: Json = {"ehr_feedback": entry.outcome, "card": entry.card}
+                if entry.override_reason is not None:
+                    detail["override_reason"] = entry.override_reason
+                session.add(
+                    ReviewEvent(
+                        item_id=item_id,
+                        from_status=status,
+                        to_status=status,
+                        actor=actor.name,
+                        actor_key_id=actor.key_id,
+                        at=now,
+                        detail=detail,
+                    )
+                )
+        session.commit()
+    return len(entries)
+
+
+def _review_items(session: Any, cards: Sequence[str]) -> dict[str, int | None]:
+    t = _RA
+    query = select(t.resource_id, t.review_item_id).where(t.resource_id.in_(set(cards)))
+    found: dict[str, int | None] = {row[0]: row[1] for row in session.execute(query)}
+    unknown = [c for c in cards if c not in found]
+    if unknown:
+        raise NotFoundError(
+            f"feedback[].card: {unknown[0]!r} is not a card this service issued (the card's"
+            " uuid from a readmission-risk answer); nothing was stored"
+        )
+    return found
