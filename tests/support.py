@@ -201,8 +201,7 @@ class Process:
         counts = []
         for worker in pids:
             inodes = _process_socket_inodes(worker)
-            # NOTE: a worker, not a helper such as a tracker or a one-worker server's scoring
-            # process.
+            # NOTE: a worker listens on the port; other children (a resource tracker) do not.
             if inodes & listening:
                 counts.append(len(inodes & established))
         return sorted(counts) or [len(_process_socket_inodes(pid) & established)]
