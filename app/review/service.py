@@ -1,4 +1,4 @@
-"""The review queue: idempotent intake of flagged cases, reading and listing.
+"""The review queue: idempotent storing of flagged cases, reading and listing.
 
 Claiming, releasing, reassigning and resolving a case live in `app.review.workflow`.
 """

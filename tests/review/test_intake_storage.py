@@ -1,4 +1,4 @@
-"""Storing flagged cases, as the intake does: on both backends, by two processes at once."""
+"""Storing flagged cases, as the review writer does: on both backends, by two processes at once."""
 
 import threading
 from collections.abc import Iterator
