@@ -178,7 +178,7 @@ class Database:
         sent (two round trips fewer on PostgreSQL): only for work whose statements are each
         atomic by themselves.
 
-        NOTE: the review writer commits a few flagged cases hundreds of times a second. A session and
+        NOTE: the review writer commits a few cases hundreds of times a second. A session and
         a pool checkout (with its ping on PostgreSQL) cost more CPU than the commit itself, on
         the interpreter lock the event loop needs, so writers keep their connections instead.
         A kept connection the server dropped (a restart) is replaced and `work` run once more,
