@@ -18,6 +18,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
+from app.cds.fetch import default_client
 from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
 from app.cds.writer import AssessmentWriter
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
+    app.state.fhir_client_factory = default_client
     cds = settings.cds
     app.state.ehr_tokens = (
         EhrTokens(cds.jwks_path, cds.issuers, cds.public_url)

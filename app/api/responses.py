@@ -65,13 +65,18 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
     403: {"description": "The key is valid, but its role may not do this."},
     404: {"description": "No such review item or key."},
     409: {"description": "The item's state does not allow this (e.g. another clinician holds it)."},
-    412: {"description": "The data the service needs was not sent (CDS Hooks: no prefetch)."},
+    412: {
+        "description": "The data the service needs was not sent and cannot be fetched (CDS"
+        " Hooks: no prefetch, fhirServer not allowed, no fhirAuthorization, 401/403/404 from it)."
+    },
     413: {"description": "The body is larger than the service accepts."},
     415: {"description": "The body is not JSON."},
     422: {"model": ValidationErrorOut, "description": "Invalid fields or parameters, each named."},
+    502: {"description": "The EHR's FHIR server answered a read with an error (5xx, not JSON)."},
     503: {
-        "description": "A dependency (database, scoring, review-queue writer) cannot take the "
-        "request now, or the service is starting; retry after `Retry-After` seconds.",
+        "description": "A dependency (database, the EHR's FHIR server, scoring, review-queue"
+        " writer) cannot take the request now, or the service is starting; retry after"
+        " `Retry-After` seconds.",
         "headers": _RETRY_AFTER,
     },
 }

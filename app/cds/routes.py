@@ -18,7 +18,8 @@ from app.auth.service import Principal
 from app.cds import store
 from app.cds.assessment import assessment_id, risk_assessment
 from app.cds.cards import SERVICE_ID, not_applicable_card, risk_card
-from app.cds.discovery import PATIENT_VIEW_ID, discovery
+from app.cds.discovery import PATIENT_VIEW_ID, PREFETCH, discovery
+from app.cds.fetch import fetch_missing
 from app.cds.schemas import FeedbackRequest, HookRequest
 from app.cds.writer import AssessmentWriter
 from app.core.errors import AppError, NotFoundError, UnavailableError
@@ -57,12 +58,8 @@ async def _hook(
     services so they cannot answer differently)."""
     if hook.hook != HOOKS[service_id]:
         raise HookInputError(f"hook: this service answers {HOOKS[service_id]!r}, not {hook.hook!r}")
-    if hook.prefetch is None:
-        raise AppError(
-            "prefetch: missing; send the resources of the prefetch templates in GET /cds-services"
-            " (fetching from fhirServer is not supported)",
-            status_code=412,
-        )
+    hook = await _completed(request, hook)
+    assert hook.prefetch is not None
     mapped = _mapped(hook)
     encounter = mapped.encounter()
     eid = str(encounter["encounter_id"])
@@ -101,6 +98,24 @@ async def _hook(
     return json_response({"cards": [card], "systemActions": [action]})
 
 
+async def _completed(request: Request, hook: HookRequest) -> HookRequest:
+    """The hook with what its prefetch lacks read from `fhirServer` (none of it stored)."""
+    prefetch = hook.prefetch
+    if prefetch is not None and (hook.fhirServer is None or not set(PREFETCH) - set(prefetch)):
+        return hook  # NOTE: a partial prefetch without a server is mapped as sent (absent = None)
+    cds = request.app.state.settings.cds
+    fetched = await fetch_missing(
+        prefetch,
+        {"patientId": hook.context.patientId, "encounterId": hook.context.encounterId},
+        hook.fhirServer,
+        hook.fhirAuthorization,
+        cds.fhir_servers,
+        cds.fhir_timeout_s,
+        request.app.state.fhir_client_factory,
+    )
+    return hook.model_copy(update={"prefetch": fetched})
+
+
 def _mapped(hook: HookRequest) -> MappedRecord:
     """The record of the prefetch (400 naming what to fix)."""
     assert hook.prefetch is not None
@@ -134,7 +149,7 @@ def _malformed(prefetch: dict[str, Any]) -> str:
     return "prefetch: not FHIR R4 as the mapping reads it (see docs/fhir-mapping.md)"
 
 
-_HOOK_ERRORS = error_responses(400, 401, 403, 412, 413, 415, 422, 503)
+_HOOK_ERRORS = error_responses(400, 401, 403, 412, 413, 415, 422, 502, 503)
 
 
 ServiceId = Literal["readmission-risk", "readmission-risk-patient-view"]

@@ -27,6 +27,9 @@ class HookRequest(BaseModel):
         default=None, description="The resources of the discovery document's prefetch templates."
     )
     fhirServer: str | None = Field(default=None, max_length=2048)
+    fhirAuthorization: dict[str, Any] | None = Field(
+        default=None, description="OAuth 2.0 access to fhirServer: access_token, token_type, ..."
+    )
 
 
 class OverrideReason(BaseModel):

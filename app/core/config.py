@@ -79,6 +79,11 @@ class CdsSettings(BaseModel):
     """JWT issuers (`iss`) accepted, a JSON list; each acts with the `ehr` role, others get 401."""
     public_url: str | None = None
     """This service's base URL as EHRs call it: a JWT's `aud` must be it plus the path called."""
+    fhir_servers: list[str] = []
+    """FHIR server base URLs a hook's `fhirServer` may name to fetch what its prefetch lacks, a
+    JSON list; empty never fetches (a closed list, so a hook cannot point the service anywhere)."""
+    fhir_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Longest one FHIR read may take before the hook gets a 503 naming the server."""
 
     @model_validator(mode="after")
     def _complete(self) -> "CdsSettings":
