@@ -93,6 +93,9 @@ def keep_feedback(database: Database, entries: Sequence[Feedback], actor: Princi
     and add each to the audit trail of the card's review item; return how many."""
     with database.session() as session:
         items = _review_items(session, [e.card for e in entries])
+        ids = {i for i in items.values() if i is not None}
+        query = select(ReviewItem.id, ReviewItem.status).where(ReviewItem.id.in_(ids))
+        statuses: dict[int, str] = {row[0]: row[1] for row in session.execute(query)}
         now = utcnow()
         for entry in entries:
             item_id = items[entry.card]
@@ -109,7 +112,7 @@ def keep_feedback(database: Database, entries: Sequence[Feedback], actor: Princi
                 )
             )
             if item_id is not None:
-                status = session.get_one(ReviewItem, item_id).status
+                status = statuses[item_id]
                 detail: Json = {"ehr_feedback": entry.outcome, "card": entry.card}
                 if entry.override_reason is not None:
                     detail["override_reason"] = entry.override_reason
