@@ -89,7 +89,7 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
     key = bearer_token(request)
     tokens: EhrTokens | None = getattr(request.app.state, "ehr_tokens", None)
     if key is not None and tokens is not None and looks_like_jwt(key):
-        return tokens.verify(key, request.url.path)
+        return await tokens.verify(key, request.url.path, database)
     cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
     if key is None or cache is None or not cache.enabled:
         return await database.run(_authenticate, database, key)
