@@ -22,7 +22,7 @@ from app.cds.fetch import default_client
 from app.cds.jwks import FileJwks, Jwks, UrlJwks
 from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
-from app.cds.writer import AssessmentWriter
+from app.cds.writer import AssessmentWriter, TokenUseWriter
 from app.core.config import CdsSettings, Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
@@ -43,6 +43,7 @@ LIFESPAN_STATE: Final = (
     "scoring",
     "review_writer",
     "assessment_writer",
+    "token_writer",
     "batcher",
     "predictor",
     "database",
@@ -95,6 +96,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await assessment_writer.start()
     app.state.assessment_writer = assessment_writer
+    token_writer = TokenUseWriter(database, max_pending_writes=settings.inference.max_queue_size)
+    await token_writer.start()
+    app.state.token_writer = token_writer
     app.state.scoring = ScoringService(
         predictor=predictor,
         batcher=batcher,
@@ -119,6 +123,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.stop()
         await review_writer.stop()
         await assessment_writer.stop()
+        await token_writer.stop()
         database.dispose()
         _clear_lifespan_state(app)
 

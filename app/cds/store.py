@@ -86,23 +86,43 @@ def _upsert(connection: Connection) -> Any:
     return insert
 
 
-def first_use(database: Database, issuer: str, jti: str, expires_at: datetime, purge: bool) -> bool:
-    """Record a JWT's `jti`; False when it was recorded before (a replay). With `purge`, first
-    delete the records of tokens expired by now (they are refused as expired anyway)."""
-    return database.write(partial(_first_use, issuer, jti, expires_at, purge), autocommit=True)
+class TokenUseKey(NamedTuple):
+    """One accepted EHR JWT: its issuer, `jti` and expiry."""
+
+    issuer: str
+    jti: str
+    expires_at: datetime
 
 
-def _first_use(
-    issuer: str, jti: str, expires_at: datetime, purge: bool, connection: Connection
-) -> bool:
+def first_uses(
+    database: Database, uses: Sequence[TokenUseKey], purge: bool = False
+) -> list[bool | Exception]:
+    """Record each JWT's `jti` in one transaction; for each, whether it was its first use (False:
+    a replay, also for the second of two in `uses`). With `purge`, first delete the records of
+    tokens expired by now (they are refused as expired anyway)."""
+    return list(database.write(partial(_first_uses, uses, purge)))
+
+
+def _first_uses(uses: Sequence[TokenUseKey], purge: bool, connection: Connection) -> list[bool]:
     if purge:
         connection.execute(delete(TokenUse).where(TokenUse.expires_at < utcnow()))
-    # NOTE: not a plain INSERT caught as IntegrityError: on PostgreSQL that error aborts the
-    # transaction it happens in. Each statement here commits on its own (autocommit).
-    insert = _upsert(connection)(TokenUse).values(issuer=issuer, jti=jti, expires_at=expires_at)
-    # NOTE: RETURNING, not rowcount, which reads -1 for this insert on PostgreSQL (psycopg).
-    returned = connection.execute(insert.on_conflict_do_nothing().returning(TokenUse.jti))
-    return returned.first() is not None
+    rows = {(u.issuer, u.jti): u.expires_at for u in uses}
+    # NOTE: ON CONFLICT DO NOTHING, not a plain INSERT caught as IntegrityError: on PostgreSQL
+    # that error aborts the transaction, and with it the other tokens of the group.
+    # RETURNING, not rowcount, which reads -1 for this insert on PostgreSQL (psycopg).
+    insert = _upsert(connection)(TokenUse).values(
+        [{"issuer": i, "jti": j, "expires_at": e} for (i, j), e in rows.items()]
+    )
+    returned = connection.execute(
+        insert.on_conflict_do_nothing().returning(TokenUse.issuer, TokenUse.jti)
+    )
+    new = {(row[0], row[1]) for row in returned}
+    out = []
+    for use in uses:
+        key = (use.issuer, use.jti)
+        out.append(key in new)
+        new.discard(key)  # NOTE: the same token twice in one group: only the first is new
+    return out
 
 
 def assessments_of(database: Database, encounter_id: str) -> list[Json]:

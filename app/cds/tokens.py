@@ -2,11 +2,13 @@
 
 Verified against the configured JWKS (a file or a URL, `app.cds.jwks`): `iss` one of the
 configured issuers, `aud` this service's URL plus the path called, `exp` in the future, `jti`
-not used before, RS384 or ES384. Used `jti`s are kept in the database (`token_uses`) until
-their token expires, so a replay is refused by every worker and replica.
+not used before, RS384 or ES384. Used `jti`s are kept in the database (`token_uses`, group
+committed by `app.cds.writer`) until their token expires, so a replay is refused by every
+worker and replica.
 """
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -14,15 +16,14 @@ import jwt
 
 from app.auth.models import Role
 from app.auth.service import Principal
-from app.cds import store
 from app.cds.jwks import Jwks
 from app.core.errors import UnauthorizedError
-from app.db.session import Database
 
 ALGORITHMS: Final = ["RS384", "ES384"]
 MAX_LIFETIME_S: Final = 3600  # CDS Hooks asks for short-lived tokens; beyond this is refused
 MAX_JTI_LENGTH: Final = 255  # the width of `token_uses.jti`
-PURGE_EVERY_S: Final = 60.0  # how often a worker deletes the records of expired tokens
+# Records a token's issuer, jti and expiry; False when any worker recorded it before.
+FirstUse = Callable[[str, str, datetime], Awaitable[bool]]
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -37,9 +38,8 @@ class EhrTokens:
         self.jwks = jwks
         self.issuers = frozenset(issuers)
         self.public_url = public_url.rstrip("/")
-        self._purge_at = 0.0  # NOTE: the first token of a worker purges
 
-    async def verify(self, token: str, path: str, database: Database) -> Principal:
+    async def verify(self, token: str, path: str, first_use: FirstUse) -> Principal:
         """The EHR of a valid token for `path` (401 naming what is wrong otherwise; 503 when
         the keys or the database cannot be read)."""
         try:
@@ -73,22 +73,19 @@ class EhrTokens:
             raise UnauthorizedError(f"JWT aud must be {audience!r}") from None
         except jwt.PyJWTError as exc:
             raise UnauthorizedError(f"JWT refused: {exc}") from None
-        await self._once(database, issuer, str(claims["jti"]), float(claims["exp"]))
+        await self._once(first_use, issuer, str(claims["jti"]), float(claims["exp"]))
         return Principal(key_id=None, name=issuer, role=Role.EHR)
 
-    async def _once(self, database: Database, issuer: str, jti: str, expires: float) -> None:
+    async def _once(self, first_use: FirstUse, issuer: str, jti: str, expires: float) -> None:
         """Refuse a `jti` any worker has recorded from `issuer` (kept until it expires)."""
         now = time.time()
         if expires - now > MAX_LIFETIME_S:
             raise UnauthorizedError(
                 f"JWT exp is over {MAX_LIFETIME_S} s away; use short-lived tokens"
             )
-        if len(jti) > MAX_JTI_LENGTH:
-            raise UnauthorizedError(f"JWT jti is over {MAX_JTI_LENGTH} characters")
-        purge = time.monotonic() >= self._purge_at
-        if purge:
-            self._purge_at = time.monotonic() + PURGE_EVERY_S
-        expires_at = datetime.fromtimestamp(expires, UTC)
-        first = await database.run(store.first_use, database, issuer, jti, expires_at, purge)
-        if not first:
+        if len(jti) > MAX_JTI_LENGTH or "\x00" in jti:
+            raise UnauthorizedError(
+                f"JWT jti must be at most {MAX_JTI_LENGTH} characters, without NUL"
+            )
+        if not await first_use(issuer, jti, datetime.fromtimestamp(expires, UTC)):
             raise UnauthorizedError("JWT jti already used: send a new token for each call")
