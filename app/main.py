@@ -19,10 +19,11 @@ from app.api.routes import admin, health, metrics, predict, review_queue
 from app.api.telemetry import telemetry
 from app.auth.cache import KeyCache
 from app.cds.fetch import default_client
+from app.cds.jwks import FileJwks, Jwks, UrlJwks
 from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
-from app.cds.writer import AssessmentWriter
-from app.core.config import Settings
+from app.cds.writer import AssessmentWriter, TokenUseWriter
+from app.core.config import CdsSettings, Settings
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
@@ -42,6 +43,7 @@ LIFESPAN_STATE: Final = (
     "scoring",
     "review_writer",
     "assessment_writer",
+    "token_writer",
     "batcher",
     "predictor",
     "database",
@@ -94,6 +96,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     await assessment_writer.start()
     app.state.assessment_writer = assessment_writer
+    token_writer = TokenUseWriter(database, max_pending_writes=settings.inference.max_queue_size)
+    await token_writer.start()
+    app.state.token_writer = token_writer
     app.state.scoring = ScoringService(
         predictor=predictor,
         batcher=batcher,
@@ -118,6 +123,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.stop()
         await review_writer.stop()
         await assessment_writer.stop()
+        await token_writer.stop()
         database.dispose()
         _clear_lifespan_state(app)
 
@@ -152,6 +158,19 @@ def _batcher(
     return batcher
 
 
+def _ehr_tokens(cds: CdsSettings) -> EhrTokens | None:
+    """The verifier of EHR JWTs, when issuers and their keys are configured."""
+    if not cds.issuers or cds.public_url is None:
+        return None
+    jwks: Jwks
+    if cds.jwks_url is not None:
+        jwks = UrlJwks(cds.jwks_url, cache_s=cds.jwks_cache_s, refetch_min_s=cds.jwks_refetch_min_s)
+    else:
+        assert cds.jwks_path is not None  # NOTE: the settings require one of the two
+        jwks = FileJwks(cds.jwks_path)
+    return EhrTokens(jwks, cds.issuers, cds.public_url)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; nothing is loaded until the lifespan starts."""
     settings = settings or Settings()
@@ -172,11 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = KeyCache(settings.auth.key_cache_ttl_s)
     app.state.fhir_client_factory = default_client
     cds = settings.cds
-    app.state.ehr_tokens = (
-        EhrTokens(cds.jwks_path, cds.issuers, cds.public_url)
-        if cds.jwks_path is not None and cds.public_url is not None
-        else None
-    )
+    app.state.ehr_tokens = _ehr_tokens(cds)
     _clear_lifespan_state(app)
     install_error_handlers(app)
     app.add_middleware(

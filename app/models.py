@@ -5,7 +5,7 @@ Alembic's environment and the schema tests import this module for the whole meta
 """
 
 from app.auth.models import ApiKey, KeyEvent, PageSession
-from app.cds.models import CardFeedback, RiskAssessmentRecord
+from app.cds.models import CardFeedback, RiskAssessmentRecord, TokenUse
 from app.db.base import Base
 from app.review.models import ReviewEvent, ReviewItem
 
@@ -18,4 +18,5 @@ __all__ = [
     "ReviewEvent",
     "ReviewItem",
     "RiskAssessmentRecord",
+    "TokenUse",
 ]

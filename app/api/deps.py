@@ -15,7 +15,7 @@ from app.auth.cache import KeyCache
 from app.auth.models import Role
 from app.auth.service import Principal, authenticate, hash_key
 from app.cds.tokens import EhrTokens, looks_like_jwt
-from app.cds.writer import AssessmentWriter
+from app.cds.writer import AssessmentWriter, TokenUseWriter
 from app.core.config import Settings
 from app.core.errors import UnavailableError
 from app.db.base import MAX_ID
@@ -89,7 +89,8 @@ async def get_principal(request: Request, database: DatabaseDep) -> Principal:
     key = bearer_token(request)
     tokens: EhrTokens | None = getattr(request.app.state, "ehr_tokens", None)
     if key is not None and tokens is not None and looks_like_jwt(key):
-        return tokens.verify(key, request.url.path)
+        writer: TokenUseWriter = _state(request, "token_writer")  # type: ignore[assignment]
+        return await tokens.verify(key, request.url.path, writer.first_use)
     cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
     if key is None or cache is None or not cache.enabled:
         return await database.run(_authenticate, database, key)

@@ -1,4 +1,5 @@
-"""What the CDS path keeps: each RiskAssessment it emitted, and the EHR's feedback on cards."""
+"""What the CDS path keeps: each RiskAssessment it emitted, the EHR's feedback on cards, and
+the JWT ids already used."""
 
 from datetime import datetime
 from typing import Any
@@ -45,3 +46,13 @@ class CardFeedback(Base):
     actor: Mapped[str] = mapped_column(String(200))
     actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TokenUse(Base):
+    """One EHR JWT accepted: its `jti` is refused again, by every worker, until it expires."""
+
+    __tablename__ = "token_uses"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

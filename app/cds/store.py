@@ -1,14 +1,15 @@
-"""Keeping emitted RiskAssessments (one per content and model) and the EHR's card feedback."""
+"""Keeping emitted RiskAssessments (one per content and model), the EHR's card feedback, and
+the JWT ids used."""
 
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from app.auth.service import Principal
-from app.cds.models import CardFeedback, RiskAssessmentRecord
+from app.cds.models import CardFeedback, RiskAssessmentRecord, TokenUse
 from app.core.errors import BadRequestError, NotFoundError
 from app.db.base import utcnow
 from app.db.session import Database
@@ -69,15 +70,59 @@ def _keep(pending: Sequence[Pending], connection: Connection) -> list[Json]:
     ]
     # NOTE: a row stored before (a retry) stays as it is; the id is derived from the key, so
     # reading back by id finds the first assessment of each key.
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-    connection.execute(upsert(_RA).on_conflict_do_nothing(), rows)
+    connection.execute(_upsert(connection)(_RA).on_conflict_do_nothing(), rows)
     ids = {p.resource["id"] for p in pending}
     query = select(_RA.resource_id, _RA.resource).where(_RA.resource_id.in_(ids))
     stored: dict[str, Json] = {row[0]: row[1] for row in connection.execute(query)}
     return [stored[p.resource["id"]] for p in pending]
+
+
+def _upsert(connection: Connection) -> Any:
+    """The backend's `insert`, which has `on_conflict_do_nothing`."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert
+
+
+class TokenUseKey(NamedTuple):
+    """One accepted EHR JWT: its issuer, `jti` and expiry."""
+
+    issuer: str
+    jti: str
+    expires_at: datetime
+
+
+def first_uses(
+    database: Database, uses: Sequence[TokenUseKey], purge: bool = False
+) -> list[bool | Exception]:
+    """Record each JWT's `jti` in one transaction; for each, whether it was its first use (False:
+    a replay, also for the second of two in `uses`). With `purge`, first delete the records of
+    tokens expired by now (they are refused as expired anyway)."""
+    return list(database.write(partial(_first_uses, uses, purge)))
+
+
+def _first_uses(uses: Sequence[TokenUseKey], purge: bool, connection: Connection) -> list[bool]:
+    if purge:
+        connection.execute(delete(TokenUse).where(TokenUse.expires_at < utcnow()))
+    rows = {(u.issuer, u.jti): u.expires_at for u in uses}
+    # NOTE: ON CONFLICT DO NOTHING, not a plain INSERT caught as IntegrityError: on PostgreSQL
+    # that error aborts the transaction, and with it the other tokens of the group.
+    # RETURNING, not rowcount, which reads -1 for this insert on PostgreSQL (psycopg).
+    insert = _upsert(connection)(TokenUse).values(
+        [{"issuer": i, "jti": j, "expires_at": e} for (i, j), e in rows.items()]
+    )
+    returned = connection.execute(
+        insert.on_conflict_do_nothing().returning(TokenUse.issuer, TokenUse.jti)
+    )
+    new = {(row[0], row[1]) for row in returned}
+    out = []
+    for use in uses:
+        key = (use.issuer, use.jti)
+        out.append(key in new)
+        new.discard(key)  # NOTE: the same token twice in one group: only the first is new
+    return out
 
 
 def assessments_of(database: Database, encounter_id: str) -> list[Json]:

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The model repository unless `model_repository` says otherwise; inference reads it too.
 DEFAULT_MODEL_REPOSITORY: Final = Path("models") / "readmission"
 MIN_SECRET_LENGTH = 16
+MAX_ISSUER_LENGTH: Final = 255  # the width of `token_uses.issuer`
 WEAK_SECRETS = frozenset({"changeme", "changethis", "secret", "password", "changemechangeme"})
 
 
@@ -73,8 +74,16 @@ class CdsSettings(BaseModel):
     """How EHRs calling the CDS Hooks service prove who they are (besides API keys)."""
 
     jwks_path: Path | None = None
-    """JWKS file of the keys the EHRs sign their CDS Hooks JWTs with (RS384 or ES384); unset
-    accepts API keys only."""
+    """JWKS file of the keys the EHRs sign their CDS Hooks JWTs with (RS384 or ES384), read at
+    start-up; set this or `jwks_url` to accept JWTs, neither to accept API keys only."""
+    jwks_url: str | None = None
+    """URL of the EHRs' JWKS (https), read when a JWT first comes and cached; set this or
+    `jwks_path`, not both."""
+    jwks_cache_s: float = Field(default=300.0, gt=0, le=86_400)
+    """Seconds keys read from `jwks_url` are used before the JWKS is read again."""
+    jwks_refetch_min_s: float = Field(default=30.0, ge=0, le=3600)
+    """Least seconds between two reads of `jwks_url`: a JWT naming an unknown `kid` (a key
+    rotated in) reads it again at most this often, so unknown kids cannot flood the issuer."""
     issuers: list[str] = []
     """JWT issuers (`iss`) accepted, a JSON list; each acts with the `ehr` role, others get 401."""
     public_url: str | None = None
@@ -85,10 +94,32 @@ class CdsSettings(BaseModel):
     fhir_timeout_s: float = Field(default=5.0, gt=0, le=60)
     """Longest one FHIR read may take before the hook gets a 503 naming the server."""
 
+    @field_validator("issuers")
+    @classmethod
+    def _short_issuers(cls, issuers: list[str]) -> list[str]:
+        if any(len(i) > MAX_ISSUER_LENGTH for i in issuers):
+            raise ValueError(f"each issuer must be at most {MAX_ISSUER_LENGTH} characters")
+        return issuers
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _web_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("cds.jwks_url must be an https:// (or http://) URL")
+        return url
+
     @model_validator(mode="after")
     def _complete(self) -> "CdsSettings":
-        if self.jwks_path is not None and (not self.issuers or not self.public_url):
-            raise ValueError("cds.jwks_path needs cds.issuers and cds.public_url")
+        if self.jwks_path is not None and self.jwks_url is not None:
+            raise ValueError("set one of cds.jwks_path and cds.jwks_url, not both")
+        has_jwks = self.jwks_path is not None or self.jwks_url is not None
+        if has_jwks and (not self.issuers or not self.public_url):
+            raise ValueError("cds.jwks_path or cds.jwks_url needs cds.issuers and cds.public_url")
+        if self.issuers and not has_jwks:
+            raise ValueError(
+                "cds.issuers needs the keys their JWTs are signed with: set cds.jwks_path (a"
+                " JWKS file) or cds.jwks_url"
+            )
         return self
 
 

@@ -2,54 +2,28 @@
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.cds.support import HOOK_URL, hook_request
+from tests.cds.support import HOOK_URL, ISSUER, PUBLIC_URL, hook_request, jwks, token
 from tests.conftest import count_rows
 
 pytestmark = pytest.mark.data
-ISSUER = "https://ehr.example.org"
-PUBLIC_URL = "https://triage.example.org"
-RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-EC_KEY = ec.generate_private_key(ec.SECP384R1())
 
 
 @pytest.fixture
 def settings(settings: Any, tmp_path: Path) -> Any:
-    """The service with one known EHR issuer and its JWKS (an RSA and an EC key)."""
+    """The service with one known EHR issuer and its JWKS file (an RSA and an EC key)."""
     from app.core.config import CdsSettings
 
-    keys = [
-        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key())), "kid": "rsa-1"},
-        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key())), "kid": "ec-1"},
-    ]
     path = tmp_path / "ehr.jwks"
-    path.write_text(json.dumps({"keys": keys}))
+    path.write_text(json.dumps(jwks()))
     cds = CdsSettings(jwks_path=path, issuers=[ISSUER], public_url=PUBLIC_URL)
     return settings.model_copy(update={"cds": cds})
-
-
-def token(path: str = HOOK_URL, *, ec: bool = False, **claims: Any) -> dict[str, str]:
-    """An Authorization header with an RS384 (or ES384) JWT for `path`, claims overridable."""
-    now = int(time.time())
-    body = {
-        "iss": ISSUER,
-        "aud": PUBLIC_URL + path,
-        "exp": now + 300,
-        "iat": now,
-        "jti": str(uuid.uuid4()),
-        **claims,
-    }
-    body = {k: v for k, v in body.items() if v is not None}
-    kid, key, alg = ("ec-1", EC_KEY, "ES384") if ec else ("rsa-1", RSA_KEY, "RS384")
-    signed = jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
-    return {"Authorization": f"Bearer {signed}"}
 
 
 async def test_a_valid_ehr_jwt_scores_and_queues_as_its_issuer(app, client, keys, flag_split):
@@ -65,7 +39,7 @@ async def test_a_valid_ehr_jwt_scores_and_queues_as_its_issuer(app, client, keys
 
 async def test_an_es384_jwt_is_accepted(client, flag_split) -> None:
     request = hook_request(flag_split[1][0])
-    response = await client.post(HOOK_URL, json=request, headers=token(ec=True))
+    response = await client.post(HOOK_URL, json=request, headers=token(kid="ec-1"))
     assert response.status_code == 200, response.text
 
 

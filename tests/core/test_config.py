@@ -33,3 +33,35 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.database_url.startswith("postgresql+psycopg")
     assert settings.inference.max_batch_size == 64 and settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("cds", "named"),
+    [
+        (
+            {"JWKS_PATH": "/keys.jwks", "JWKS_URL": "https://ehr.example.org/jwks"},
+            "set one of cds.jwks_path and cds.jwks_url, not both",
+        ),
+        ({}, "cds.issuers needs the keys their JWTs are signed with"),
+        ({"JWKS_URL": "ftp://ehr.example.org/jwks"}, "https://"),
+        ({"JWKS_URL": "https://ehr.example.org/jwks", "JWKS_CACHE_S": "0"}, "jwks_cache_s"),
+    ],
+)
+def test_ehr_jwt_keys_come_from_exactly_one_place(
+    monkeypatch: pytest.MonkeyPatch, cds: dict[str, str], named: str
+) -> None:
+    monkeypatch.setenv("TRIAGE_CDS__ISSUERS", '["https://ehr.example.org"]')
+    monkeypatch.setenv("TRIAGE_CDS__PUBLIC_URL", "https://triage.example.org")
+    for name, value in cds.items():
+        monkeypatch.setenv(f"TRIAGE_CDS__{name}", value)
+    with pytest.raises(ValidationError, match=named.replace(".", r"\.")):
+        Settings()
+
+
+def test_a_jwks_url_is_read_with_its_cache_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_CDS__ISSUERS", '["https://ehr.example.org"]')
+    monkeypatch.setenv("TRIAGE_CDS__PUBLIC_URL", "https://triage.example.org")
+    monkeypatch.setenv("TRIAGE_CDS__JWKS_URL", "https://ehr.example.org/jwks")
+    cds = Settings().cds
+    assert cds.jwks_url == "https://ehr.example.org/jwks" and cds.jwks_path is None
+    assert (cds.jwks_cache_s, cds.jwks_refetch_min_s) == (300.0, 30.0)

@@ -16,6 +16,7 @@ TABLES = {
     "review_events",
     "risk_assessments",
     "cds_feedback",
+    "token_uses",
 }
 INITIAL = "3f6c1d2a9b10"
 KEY_OWNERS = "7d1e4b9c2a02"
