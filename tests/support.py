@@ -314,3 +314,15 @@ def data_path() -> Path:
     """The data file: $TRIAGE_DATA_DIR/diabetic_data.csv.gz, else the shared folder."""
     directory = os.environ.get("TRIAGE_DATA_DIR")
     return Path(directory) / DEFAULT_DATA.name if directory else DEFAULT_DATA
+
+
+def dead_database(url: str, tmp_path: Any) -> Any:
+    """A database on the same backend that cannot be reached (a stopped server, a lost disk)."""
+    from app.db.session import Database
+
+    if url.startswith("sqlite"):
+        return Database(f"sqlite:///{tmp_path}/missing-dir/triage.db", timeout_s=1)
+    with socket.socket() as sock:  # a port nothing listens on: a stopped PostgreSQL
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)

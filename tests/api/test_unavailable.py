@@ -1,32 +1,19 @@
 """Dependencies down: a flagged case is never answered 200 unless it was stored."""
 
-import socket
-from typing import Any
-
 import pytest
 from sqlalchemy import text
 
-from app.db.session import Database
 from tests.conftest import count_rows
+from tests.support import dead_database
 
 pytestmark = pytest.mark.data
-
-
-def _dead_database(url: str, tmp_path: Any) -> Database:
-    """A database on the same backend that cannot be reached (a stopped server, a lost disk)."""
-    if url.startswith("sqlite"):
-        return Database(f"sqlite:///{tmp_path}/missing-dir/triage.db", timeout_s=1)
-    with socket.socket() as sock:  # a port nothing listens on: a stopped PostgreSQL
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)
 
 
 async def test_flagged_case_gets_503_when_it_cannot_be_stored(
     app, client, keys, flag_split, settings, tmp_path
 ) -> None:
     flagged, calm = flag_split
-    app.state.review_writer.database = _dead_database(settings.database_url, tmp_path)
+    app.state.review_writer.database = dead_database(settings.database_url, tmp_path)
     response = await client.post("/predict", json=flagged[0], headers=keys["ehr"])
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert "database" in response.json()["detail"]
@@ -68,7 +55,7 @@ async def test_a_flagged_case_after_the_database_dropped_its_connections_is_stor
 async def test_everything_behind_auth_is_503_and_not_ready(
     app, client, keys, encounters, settings, tmp_path
 ) -> None:
-    dead = _dead_database(settings.database_url, tmp_path)
+    dead = dead_database(settings.database_url, tmp_path)
     app.state.database = dead
     app.state.review_writer.database = dead
     predict = await client.post("/predict", json=encounters[0], headers=keys["ehr"])

@@ -220,10 +220,10 @@ async def test_death_or_hospice_gets_an_info_card_and_nothing_stored(
 async def test_a_flagged_case_is_503_never_a_card_when_it_cannot_be_stored(
     app, client, keys, flag_split, settings, tmp_path
 ) -> None:
-    from tests.api.test_unavailable import _dead_database
+    from tests.support import dead_database
 
     flagged, calm = flag_split
-    app.state.review_writer.database = _dead_database(settings.database_url, tmp_path)
+    app.state.review_writer.database = dead_database(settings.database_url, tmp_path)
     response = await client.post(HOOK_URL, json=hook_request(flagged[0]), headers=keys["ehr"])
     assert response.status_code == 503 and "cards" not in response.json()
     calm_answer = await client.post(HOOK_URL, json=hook_request(calm[0]), headers=keys["ehr"])

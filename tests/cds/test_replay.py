@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from app.cds.models import TokenUse
 from app.db.base import utcnow
-from tests.api.test_unavailable import _dead_database
 from tests.cds.support import ISSUER, PUBLIC_URL, jwks, token
 from tests.conftest import count_rows
+from tests.support import dead_database
 
 pytestmark = pytest.mark.data
 SEARCH = "/fhir/RiskAssessment"
@@ -72,7 +72,7 @@ async def test_the_records_of_expired_tokens_are_purged(app, client) -> None:
 
 async def test_a_jwt_while_the_database_is_down_is_503(app, client, settings, tmp_path) -> None:
     writer = app.state.token_writer
-    writer.database = _dead_database(settings.database_url, tmp_path)
+    writer.database = dead_database(settings.database_url, tmp_path)
     header = token(SEARCH)
     down = await client.get(SEARCH, params=QUERY, headers=header)
     assert down.status_code == 503 and down.headers["retry-after"] == "1"
