@@ -1,4 +1,5 @@
--- wrk script for bench/load.py: POSTs real encounters, each with an encounter_id of its own,
+-- wrk script for bench/load.py and bench/cds.py: POSTs bodies, each request with an id of its
+-- own (X-Request-ID, which the service echoes; "@@ID@@" in a body becomes that id and a suffix),
 -- and records every flagged answer (encounter id and review item id) and every request still
 -- unanswered when the run ends (wrk drops those), for the lost-case check.
 --   WRK_BODIES        file with one body per line; "@@ID@@" marks where each encounter id goes
@@ -85,7 +86,9 @@ function request()
     parts[#parts + 1] = run .. "-" .. thread_id .. "-" .. counter .. "-" .. k
   end
   parts[#parts + 1] = pieces[#pieces]
-  pending[run .. "-" .. thread_id .. "-" .. counter] = true
+  local id = run .. "-" .. thread_id .. "-" .. counter
+  pending[id] = true
+  wrk.headers["X-Request-ID"] = id
   if interval_us then
     due[counter] = slots[first_slot]
     slots[first_slot] = nil
@@ -97,7 +100,7 @@ end
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
   if status == 200 then
-    local answered = body:match('"encounter_id":"([^"]*)%-%d+"')
+    local answered = headers["x-request-id"]
     if answered then
       pending[answered] = nil
       local n = tonumber(answered:match("%-(%d+)$"))
