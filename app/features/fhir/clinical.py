@@ -20,6 +20,13 @@ from app.features.icd9 import is_valid_icd9
 A1C_BANDS = ((8.0, ">8"), (7.0, ">7"))
 GLUCOSE_BANDS = ((300.0, ">300"), (200.0, ">200"))
 WEIGHT_BANDS = tuple((hi, f"[{hi - 25}-{hi})") for hi in range(25, 201, 25))
+_LABORATORY = frozenset({"laboratory"})
+# The results read from Observations, by LOINC code.
+_RESULT_KINDS = {
+    **dict.fromkeys([*codes.A1C_LOINC, codes.A1C_IFCC_LOINC], "a1c"),
+    **dict.fromkeys(codes.GLUCOSE_LOINC, "glucose"),
+    codes.WEIGHT_LOINC: "weight",
+}
 
 
 def diagnoses(encounter: Resource, conditions: Sequence[Resource] | None) -> dict[str, Feature]:
@@ -81,25 +88,20 @@ def observations(items: Sequence[Resource] | None) -> dict[str, Feature]:
     columns = ("num_lab_procedures", "A1Cresult", "max_glu_serum", "weight")
     if items is None:
         return {c: (None, Source(None, "observations not provided")) for c in columns}
-    found = live(items)
-    labs = [
-        o
-        for o in found
-        if has_code(o.get("category"), codes.OBSERVATION_CATEGORY_SYSTEM, {"laboratory"})
-    ]
-    a1c = [
-        _converted(o, codes.A1C_UNITS)
-        for o in found
-        if _is_loinc(o, {*codes.A1C_LOINC, codes.A1C_IFCC_LOINC})
-    ]
-    glucose = [
-        _converted(o, codes.GLUCOSE_UNITS) for o in found if _is_loinc(o, codes.GLUCOSE_LOINC)
-    ]
-    weights = [
-        _converted(o, codes.WEIGHT_UNITS) for o in found if _is_loinc(o, {codes.WEIGHT_LOINC})
-    ]
+    # NOTE: one pass reads each Observation's category and LOINC code (a prefetch carries
+    # dozens); the results are then converted kind by kind, so errors come in the same order.
+    labs = 0
+    by_kind: dict[str, list[Resource]] = {"a1c": [], "glucose": [], "weight": []}
+    for o in live(items):
+        labs += has_code(o.get("category"), codes.OBSERVATION_CATEGORY_SYSTEM, _LABORATORY)
+        kind = _RESULT_KINDS.get(code_in(o.get("code"), codes.LOINC_SYSTEM))
+        if kind is not None:
+            by_kind[kind].append(o)
+    a1c = [_converted(o, codes.A1C_UNITS) for o in by_kind["a1c"]]
+    glucose = [_converted(o, codes.GLUCOSE_UNITS) for o in by_kind["glucose"]]
+    weights = [_converted(o, codes.WEIGHT_UNITS) for o in by_kind["weight"]]
     return {
-        "num_lab_procedures": (len(labs), Source("observations", "count of category laboratory")),
+        "num_lab_procedures": (labs, Source("observations", "count of category laboratory")),
         "A1Cresult": _banded(a1c, A1C_BANDS, "HbA1c (LOINC 4548-4, 17856-6, 59261-8)"),
         "max_glu_serum": _banded(glucose, GLUCOSE_BANDS, "glucose (LOINC 2345-7, 2339-0)"),
         "weight": _weight(weights),
@@ -139,10 +141,6 @@ def _published_icd9(code: str) -> str:
     if head.isdigit():
         head = head.lstrip("0") or "0"
     return head + dot + tail
-
-
-def _is_loinc(observation: Resource, wanted: set[str] | frozenset[str]) -> bool:
-    return code_in(observation.get("code"), codes.LOINC_SYSTEM) in wanted
 
 
 def _converted(observation: Resource, units: Mapping[str, tuple[float, float]]) -> float:

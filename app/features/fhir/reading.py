@@ -1,6 +1,6 @@
 """Small readers over plain FHIR R4 JSON: codings, dates, quantities, references."""
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -22,22 +22,23 @@ def code_in(concept: Mapping[str, Any] | None, system: str) -> str | None:
     return None
 
 
-def concepts(value: Any) -> Iterator[Mapping[str, Any]]:
+def concepts(value: Any) -> list[Mapping[str, Any]]:
     """The CodeableConcepts of a 0..1 or 0..* element."""
     if isinstance(value, Mapping):
-        yield value
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        yield from (v for v in value if isinstance(v, Mapping))
+        return [value]
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [v for v in value if isinstance(v, Mapping)]
+    return []
 
 
 def has_code(value: Any, system: str, codes: frozenset[str] | set[str]) -> bool:
     """Tell whether any concept of `value` has a coding in `system` among `codes`."""
-    return any(code_in_set(c, system, codes) for c in concepts(value))
-
-
-def code_in_set(concept: Mapping[str, Any], system: str, codes: frozenset[str] | set[str]) -> bool:
-    """Tell whether `concept` has a coding in `system` among `codes`."""
-    return any(c.get("system") == system and c.get("code") in codes for c in codings(concept))
+    # NOTE: plain loops: this runs for every Observation of a prefetch (dozens a hook).
+    for concept in concepts(value):
+        for coding in codings(concept):
+            if coding.get("system") == system and coding.get("code") in codes:
+                return True
+    return False
 
 
 def parse_date(text: str, where: str) -> date:
