@@ -56,9 +56,15 @@ def keep_assessments(database: Database, pending: Sequence[Pending]) -> list[Jso
 
 
 def _keep(pending: Sequence[Pending], connection: Connection) -> list[Json]:
+    # NOTE: a key twice in one batch is inserted once, its first resource; a row stored before
+    # (a retry) stays as it is and is read back. The id is derived from the key, so each
+    # request gets the first assessment of its key.
+    first: dict[str, Pending] = {}
+    for p in pending:
+        first.setdefault(p.resource["id"], p)
     rows = [
         {
-            "resource_id": p.resource["id"],
+            "resource_id": resource_id,
             "encounter_id": p.key[0],
             "model_version": p.key[1],
             "content_hash": p.key[2],
@@ -66,14 +72,15 @@ def _keep(pending: Sequence[Pending], connection: Connection) -> list[Json]:
             "resource": p.resource,
             "created_at": utcnow(),
         }
-        for p in pending
+        for resource_id, p in first.items()
     ]
-    # NOTE: a row stored before (a retry) stays as it is; the id is derived from the key, so
-    # reading back by id finds the first assessment of each key.
-    connection.execute(_upsert(connection)(_RA).on_conflict_do_nothing(), rows)
-    ids = {p.resource["id"] for p in pending}
-    query = select(_RA.resource_id, _RA.resource).where(_RA.resource_id.in_(ids))
-    stored: dict[str, Json] = {row[0]: row[1] for row in connection.execute(query)}
+    statement = _upsert(connection)(_RA).on_conflict_do_nothing().returning(_RA.resource_id)
+    inserted = set(connection.execute(statement, rows).scalars())
+    stored = {resource_id: first[resource_id].resource for resource_id in inserted}
+    before = first.keys() - inserted
+    if before:
+        query = select(_RA.resource_id, _RA.resource).where(_RA.resource_id.in_(before))
+        stored.update((row[0], row[1]) for row in connection.execute(query))
     return [stored[p.resource["id"]] for p in pending]
 
 
