@@ -22,7 +22,7 @@ GLUCOSE_BANDS = ((300.0, ">300"), (200.0, ">200"))
 WEIGHT_BANDS = tuple((hi, f"[{hi - 25}-{hi})") for hi in range(25, 201, 25))
 _LABORATORY = frozenset({"laboratory"})
 # The results read from Observations, by LOINC code.
-_RESULT_KINDS = {
+_RESULT_KINDS: dict[str | None, str] = {
     **dict.fromkeys([*codes.A1C_LOINC, codes.A1C_IFCC_LOINC], "a1c"),
     **dict.fromkeys(codes.GLUCOSE_LOINC, "glucose"),
     codes.WEIGHT_LOINC: "weight",
