@@ -4,6 +4,7 @@ Platt scaling on the logit: p_cal = sigmoid(a * logit(p) + b). Fitting lives in 
 applying it lives here because serving and evaluation must apply it identically.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,3 +25,20 @@ def calibrate(probability: np.ndarray, calibration: Mapping[str, Any] | None) ->
     z = float(calibration["a"]) * logit + float(calibration["b"])
     out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
     return out
+
+
+def logit_cut(threshold: float, calibration: Mapping[str, Any] | None) -> float:
+    """The uncalibrated logit at which the calibrated probability equals `threshold`.
+
+    A pass acts (its calibrated probability is at or above the threshold) exactly when its
+    logit is at or above this cut; the calibration must increase with the logit.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"the action threshold must be strictly between 0 and 1, got {threshold}")
+    z = math.log(threshold) - math.log1p(-threshold)
+    if not calibration or calibration.get("method", "none") == "none":
+        return z
+    a, b = float(calibration["a"]), float(calibration["b"])
+    if not a > 0:
+        raise ValueError(f"the calibration slope {a} does not increase with the logit")
+    return (z - b) / a

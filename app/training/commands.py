@@ -24,6 +24,7 @@ from app.inference.repository import (
 )
 from app.training.calibration import fit_threshold
 from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
+from app.training.decision_report import fit_decision_card
 from app.training.evaluation import mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
@@ -217,6 +218,19 @@ def report_referral(args: argparse.Namespace) -> int:
         card = refit_guard(card, loaded.model, loaded.spec, dataset, split)
         write_card(loaded.directory, card)
         log.info("wrote the domain guard and the combined policy into %s", loaded.directory)
+    action_threshold = getattr(args, "action_threshold", None)
+    if getattr(args, "fit_decision", False) or action_threshold is not None:
+        if dataset.sha256 != card["data"]["sha256"]:
+            log.error("the decision is fitted on the model's validation split; this file differs")
+            return 2
+        if action_threshold is not None and not 0.0 < action_threshold < 1.0:
+            log.error("--action-threshold must be strictly between 0 and 1")
+            return 2
+        card = fit_decision_card(
+            card, loaded.model, loaded.spec, dataset, split, action_threshold=action_threshold
+        )
+        write_card(loaded.directory, card)
+        log.info("wrote the decision block into %s", loaded.directory)
     out = args.out or loaded.directory
     out.mkdir(parents=True, exist_ok=True)
     recipe = None if args.no_retrain else recipe_from_card(card)
@@ -228,6 +242,7 @@ def report_referral(args: argparse.Namespace) -> int:
         "model_version": loaded.version,
         "flag_rates": report["flag_rates"],
         "seed_agreement": report["seed_agreement"],
+        "decision": card.get("decision"),
         "shifts": {k: v["auroc_combined"] for k, v in report["shifts"].items()},
         "held_out_under_30": report.get("held_out_under_30"),
         "report": str(out / "referral.md"),
