@@ -120,6 +120,27 @@ def _table(rows: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _validation_curve(chosen: Mapping[str, Any] | None) -> list[str]:
+    """The validation decision curve at a few thresholds, behind the default's choice."""
+    if not chosen:
+        return []
+    shown = {0.08, 0.10, 0.15, 0.20, 0.25, 0.30, chosen["threshold"]}
+    lines = [
+        f"Validation decision curve (prevalence {chosen['prevalence']:.3f}); the largest gain "
+        f"over acting on everyone or no one is at {chosen['threshold']:.2f}:",
+        "",
+        "| threshold | model net benefit | act on everyone | gain | share acted on |",
+        "|---|---|---|---|---|",
+    ]
+    for r in chosen["curve"]:
+        if r["threshold"] in shown:
+            lines.append(
+                f"| {r['threshold']:.2f} | {r['net_benefit']:.4f} | {r['treat_all']:.4f} | "
+                f"{r['added']:.4f} | {r['acted']:.1%} |"
+            )
+    return [*lines, ""]
+
+
 def render_decision(section: Mapping[str, Any], card_decision: Mapping[str, Any]) -> list[str]:
     """The decision section as Markdown lines."""
     t = section["action_threshold"]
@@ -141,6 +162,7 @@ def render_decision(section: Mapping[str, Any], card_decision: Mapping[str, Any]
         "(the domain guard's reasons OR the measure above its level fitted on validation at "
         "that budget). Bootstrap 95% intervals, resamples paired across rows.",
         "",
+        *_validation_curve(section.get("validation_curve")),
         "Spearman correlation of each measure with the risk: "
         + ", ".join(f"{name} {value:+.3f}" for name, value in rho.items())
         + ".",
@@ -157,6 +179,15 @@ def render_decision(section: Mapping[str, Any], card_decision: Mapping[str, Any]
             "",
             *_table(sensitivity["rows"]),
         ]
+    shipped_rates = section.get("shipped_flag_rates")
+    if shipped_rates:
+        lines += ["", "Shipped rule's flag rates:", ""]
+        for split, r in shipped_rates.items():
+            lines.append(
+                f"- {split}: flagged {r['flagged']:.4f}, decision could flip "
+                f"{r['decision_uncertain']:.4f}, novelty {r['out_of_distribution:novelty']:.4f}, "
+                f"feature {r['out_of_distribution:feature']:.4f}"
+            )
     if card_decision:
         lines += [
             "",

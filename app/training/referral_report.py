@@ -22,7 +22,7 @@ from app.training.decision_report import (
     decision_section,
     render_decision,
 )
-from app.training.policy import rates
+from app.training.policy import decision_rates, rates
 from app.training.referral import (
     CHUNK,
     Scored,
@@ -139,6 +139,13 @@ def _decision_section(
         sensitivity=sensitivity, seed=seed,
     )  # fmt: skip
     decision_plot(y, test, threshold, out_dir / "decision_curve.png", seed=seed)
+    shipped = card.get("decision")
+    if shipped:
+        level = float(shipped["level"])
+        section["shipped_flag_rates"] = {
+            "validation": decision_rates(validation.decision_flip, level, val.guard),
+            "test": decision_rates(test.decision_flip, level, scored.guard),
+        }
     return {**section, "validation_curve": chosen}
 
 
@@ -184,8 +191,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Test split: {report['n_test']} encounters, N = {report['n_samples']} MC samples, "
         f"std threshold {report['std_threshold']:.4f}, novelty threshold "
-        f"{report['novelty_threshold']:.2f}. Policy: flag when std > threshold or the domain "
-        "guard gives any reason.",
+        f"{report['novelty_threshold']:.2f}. The tables up to the decision section (and the "
+        "shift tests' 'combined') are the former policy: flag when std > threshold or the "
+        "domain guard gives any reason; the shipped rule is in the decision section.",
         "",
         "## Flag rates on in-distribution data",
         "",
