@@ -30,8 +30,8 @@ def calibrate(probability: np.ndarray, calibration: Mapping[str, Any] | None) ->
 def logit_cut(threshold: float, calibration: Mapping[str, Any] | None) -> float:
     """The uncalibrated logit at which the calibrated probability equals `threshold`.
 
-    A pass acts (its calibrated probability is at or above the threshold) exactly when its
-    logit is at or above this cut; the calibration must increase with the logit.
+    A pass acts (its calibrated probability is at or above the threshold) when its logit is
+    at or above this cut, or at or below it when the calibration decreases (`increasing`).
     """
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the action threshold must be strictly between 0 and 1, got {threshold}")
@@ -39,6 +39,20 @@ def logit_cut(threshold: float, calibration: Mapping[str, Any] | None) -> float:
     if not calibration or calibration.get("method", "none") == "none":
         return z
     a, b = float(calibration["a"]), float(calibration["b"])
-    if not a > 0:
-        raise ValueError(f"the calibration slope {a} does not increase with the logit")
+    if a == 0:
+        raise ValueError("a calibration slope of 0 gives every encounter the same risk")
     return (z - b) / a
+
+
+def increasing(calibration: Mapping[str, Any] | None) -> bool:
+    """Whether the calibrated probability rises with the logit (a badly fitted one may not)."""
+    if not calibration or calibration.get("method", "none") == "none":
+        return True
+    return float(calibration["a"]) > 0
+
+
+def share_acting(share_above: np.ndarray, calibration: Mapping[str, Any] | None) -> np.ndarray:
+    """The share of passes that act, from the share at or above the `logit_cut`."""
+    above = np.asarray(share_above, dtype=np.float64)
+    out: np.ndarray = above if increasing(calibration) else 1.0 - above
+    return out

@@ -57,9 +57,10 @@ def acts(probability: np.ndarray, action_threshold: float) -> np.ndarray:
 
 
 def decision_flip(
-    probability: np.ndarray, share_above: np.ndarray, action_threshold: float
+    probability: np.ndarray, share_acting: np.ndarray, action_threshold: float
 ) -> np.ndarray:
-    """The share of MC passes on the other side of the threshold from the recommended action."""
-    above = np.asarray(share_above, dtype=np.float64)
-    out: np.ndarray = np.where(acts(probability, action_threshold), 1.0 - above, above)
+    """The share of MC passes on the other side of the threshold from the recommended action,
+    given the share of passes whose calibrated risk is at or above it."""
+    acting = np.asarray(share_acting, dtype=np.float64)
+    out: np.ndarray = np.where(acts(probability, action_threshold), 1.0 - acting, acting)
     return out

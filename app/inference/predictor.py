@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from app.features.encoder import columns_from_records
-from app.inference.calibration import calibrate, logit_cut
+from app.inference.calibration import calibrate, logit_cut, share_acting
 from app.inference.engine import MCDropoutEngine
 from app.inference.flags import (
     ABOVE,
@@ -146,9 +146,8 @@ class Predictor:
         flip: list[float | None] = [None] * rows
         measure = std_array
         if self.action_threshold is not None:
-            flip_array = decision_flip(
-                probability_array, _per_row(result.share_above, rows), self.action_threshold
-            )
+            acting = share_acting(_per_row(result.share_above, rows), self.calibration)
+            flip_array = decision_flip(probability_array, acting, self.action_threshold)
             if self.flags_decision:
                 measure = flip_array
             flip = flip_array.tolist()

@@ -23,7 +23,7 @@ from typing import Any, Final
 import numpy as np
 from scipy.stats import spearmanr
 
-from app.inference.calibration import calibrate, logit_cut
+from app.inference.calibration import calibrate, logit_cut, share_acting
 from app.inference.flags import decision_flip
 from app.inference.guard import GuardResult
 from app.training.metrics import auroc, bootstrap_auroc_ci, brier
@@ -79,7 +79,7 @@ def pass_scores(
     probability = calibrate(mean, calibration)
     # NOTE: the same float32 comparison as the engine's `share_above`, so the numbers match.
     above = (np.asarray(logits) >= np.float32(logit_cut(threshold, calibration))).mean(axis=1)
-    flip = decision_flip(probability, above, threshold)
+    flip = decision_flip(probability, share_acting(above, calibration), threshold)
     return PassScores(probability, p.std(axis=1, ddof=1), z.std(axis=1, ddof=1), mi, flip)
 
 

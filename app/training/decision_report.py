@@ -219,21 +219,30 @@ def fit_decision_card(
     x = spec.encode(columns)
     engine = MCDropoutEngine(model, device="cpu", default_seed=seed)
     logits = pass_logits(engine, x, n_samples=n_samples, seed=seed)
-    calibration = card.get("calibration")
-    if action_threshold is None:
-        probability = pass_scores(logits, calibration, 0.5).probability
-        chosen = choose_action_threshold(dataset.labels[validation], probability)
-        action_threshold, rule = chosen["threshold"], THRESHOLD_RULE
-    else:
-        rule = "stated"
     guard = DomainGuard.from_dict(card["domain_guard"], model).check_columns(columns, x)
-    decision = fit_decision(
-        pass_scores(logits, calibration, action_threshold), guard,
-        review_rate=float(card["uncertainty"]["review_rate"]),
-        action_threshold=action_threshold, threshold_rule=rule,
+    decision = fit_decision_block(
+        logits, dataset.labels[validation], card.get("calibration"), guard,
+        review_rate=float(card["uncertainty"]["review_rate"]), action_threshold=action_threshold,
     )  # fmt: skip
     decision["data_sha256"] = dataset.sha256
     return {**card, "decision": decision}
+
+
+def fit_decision_block(
+    logits: np.ndarray, y: np.ndarray, calibration: Mapping[str, Any] | None,
+    guard: GuardResult, *, review_rate: float, action_threshold: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The `decision` block from the validation passes' logits, labels and guard results."""
+    if action_threshold is None:
+        probability = pass_scores(logits, calibration, 0.5).probability
+        action_threshold = choose_action_threshold(y, probability)["threshold"]
+        rule = THRESHOLD_RULE
+    else:
+        rule = "stated"
+    return fit_decision(
+        pass_scores(logits, calibration, action_threshold), guard, review_rate=review_rate,
+        action_threshold=action_threshold, threshold_rule=rule,
+    )  # fmt: skip
 
 
 THRESHOLD_RULE: Final = (

@@ -67,3 +67,13 @@ def test_the_default_threshold_is_where_the_model_adds_most_over_treat_all_or_no
     assert abs(chosen["threshold"] - y.mean()) <= 0.03  # near the prevalence for a calibrated p
     best = max(chosen["curve"], key=lambda r: r["added"])
     assert best["threshold"] == chosen["threshold"] and best["added"] > 0
+
+
+def test_a_decreasing_calibration_counts_the_passes_below_the_cut() -> None:
+    logits = np.array([[-2.0, -1.0, 0.5, 1.0, 2.0]], dtype=np.float32)
+    calibration = {"method": "platt", "a": -0.5, "b": 0.0}
+    scores = pass_scores(logits, calibration, 0.45)
+    passes = calibrate(1 / (1 + np.exp(-logits.astype(np.float64))), calibration)[0]
+    acting = scores.probability[0] >= 0.45
+    other = (passes < 0.45) if acting else (passes >= 0.45)
+    assert scores.decision_flip[0] == other.mean() and 0 < other.mean() < 1

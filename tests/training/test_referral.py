@@ -162,3 +162,6 @@ def test_report_referral_command_fits_the_guard_into_a_card(
     # Near the budget as the ties of a k / 32 share allow (the card's N is 32 here).
     assert 0.05 < decision["validation_flag_rate"] <= 0.11
     assert load_model(model).card["decision"] == decision
+    report = json.loads((model / "referral.json").read_text())
+    shipped = report["decision"]["shipped_flag_rates"]["test"]["flagged"]
+    assert decided["metrics"]["flag_rate"] == shipped
