@@ -98,10 +98,10 @@ def choose_action_threshold(
     """The validation decision curve and the threshold where the model adds most over the
     better of acting on everyone and on no one (net benefit of treat-all is prevalence -
     (1 - prevalence) w; of treat-none, 0)."""
-    grid = np.round(np.arange(0.05, 0.501, 0.01), 2) if grid is None else np.asarray(grid)
+    thresholds = np.round(np.arange(0.05, 0.501, 0.01), 2) if grid is None else np.asarray(grid)
     prevalence = float(np.mean(y))
     curve = []
-    for t in grid:
+    for t in thresholds:
         model = net_benefit(y, p, float(t))
         everyone = prevalence - (1 - prevalence) * harm_weight(float(t))
         curve.append(

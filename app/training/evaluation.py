@@ -25,10 +25,11 @@ def mc_scores(
     # NOTE: the CPU keeps offline numbers reproducible bit for bit wherever they are computed.
     engine = MCDropoutEngine(model, device="cpu", default_seed=seed)
     result = engine.predict(torch.from_numpy(x), n_samples=n_samples, seed=seed, cut=cut)
+    above = result.share_above
     return MCScores(
         mean=result.mean.double().numpy(),
         std=result.std.double().numpy(),
-        share_above=None if cut is None else result.share_above.double().numpy(),
+        share_above=None if cut is None or above is None else above.double().numpy(),
     )
 
 
