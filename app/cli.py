@@ -66,6 +66,17 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         "--refit-guard", action="store_true", help="fit the domain guard into the card first"
     )
     referral.add_argument(
+        "--fit-decision",
+        action="store_true",
+        help="fit the action threshold and the decision-flip level into the card first",
+    )
+    referral.add_argument(
+        "--action-threshold",
+        type=float,
+        default=None,
+        help="fit the decision at this action threshold (0-1) instead of the validation choice",
+    )
+    referral.add_argument(
         "--no-retrain", action="store_true", help="skip the under-30 held-out retrain"
     )
     referral.set_defaults(handler="app.training.commands:report_referral")

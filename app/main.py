@@ -64,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         device=inference.device,
         default_n_samples=inference.n_samples,
         threads=inference.threads,
+        action_threshold=settings.action_threshold,
     )
     # NOTE: bit-for-bit answers in any batch rest on the maths library's row-wise behaviour,
     # which tests prove on the build machine; re-check it on the serving host.

@@ -149,9 +149,26 @@ class PredictionOut(BaseModel):
     band_high: float | None = Field(
         description="95th percentile of the calibrated probability over the dropout passes."
     )
+    action_threshold: float | None = Field(
+        description="The calibrated risk at or above which the recommended action is to act"
+        " (e.g. enrol in a transitional-care programme)."
+    )
+    recommended_action: Literal["above", "below"] | None = Field(
+        description="`above`: the risk is at or above the action threshold, act; `below`: not."
+    )
+    decision_flip_probability: float | None = Field(
+        description="Share of the dropout passes on the other side of the action threshold:"
+        " how likely the model's own uncertainty puts the case on the other side."
+    )
     flagged: bool = Field(description="True when the case needs clinician review.")
-    reasons: list[str] = Field(description="Why the case was flagged, e.g. high_uncertainty.")
-    threshold: float | None = Field(description="The std above which a case is flagged.")
+    reasons: list[str] = Field(
+        description="Why the case was flagged: decision_uncertain (its decision could flip),"
+        " out_of_distribution:... (unlike the training data), or high_uncertainty (older models)."
+    )
+    threshold: float | None = Field(
+        description="The level the flag's measure must exceed: the decision-flip probability's,"
+        " or the std's for a model without a decision block."
+    )
     n_samples: int | None
     seed: int | None
     model_version: str | None

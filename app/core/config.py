@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     """Review items per page unless a request asks for another size."""
     review_max_page_size: int = Field(default=500, ge=1, le=10_000)
     """Most review items one page may hold."""
+    action_threshold: float | None = Field(default=None, gt=0, lt=1)
+    """Calibrated risk at or above which the recommended action is to act (e.g. enrol in a
+    transitional-care programme); None takes the model card's (chosen on validation). Only the
+    action moves: the decision-flip flag keeps the level fitted at the card's threshold, so its
+    flag rate drifts from the review budget until `triage report-referral --action-threshold`
+    refits it."""
     inference: InferenceSettings = InferenceSettings()
     auth: AuthSettings = AuthSettings()
     cds: CdsSettings = CdsSettings()

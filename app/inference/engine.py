@@ -11,7 +11,8 @@ Semantics
 - Outputs per encounter: mean and Bessel-corrected std of the N probabilities
   `sigmoid(logit)`, the Monte Carlo standard error of that std (delta method,
   `sqrt((m4 - s^4 (N-3)/(N-1)) / N) / (2 s)`) and the mutual information (BALD, nats): entropy of
-  the mean minus the mean entropy.
+  the mean minus the mean entropy; with a logit `cut` (the action threshold), the share of the
+  N passes at or above it.
 
 Speed
 - Everything up to the first dropout is deterministic and runs once per encounter, not N times.
@@ -38,6 +39,7 @@ Batch invariance (the same encounter gives the same bits alone or inside any bat
   count, so each encounter always runs through identically shaped kernels.
 """
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -141,17 +143,21 @@ class MCDropoutEngine:
         self._lock = threading.Lock()
 
     def predict(
-        self, x: torch.Tensor, *, n_samples: int = DEFAULT_N_SAMPLES, seed: int | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        n_samples: int = DEFAULT_N_SAMPLES,
+        seed: int | None = None,
+        cut: float | None = None,
     ) -> MCDropoutResult:
-        """Summarise N dropout subnetworks' probabilities for each row of `x` `[B, in_features]`."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"x must have shape [B, {self.in_features}], got {list(x.shape)}")
-        used_seed = self.default_seed if seed is None else _check_seed(seed)
+        """Summarise N dropout subnetworks' probabilities for each row of `x` `[B, in_features]`;
+        `cut` is the logit whose share of passes at or above it `share_above` counts."""
+        used_seed = self._check_call(x, n_samples, seed)
+        if cut is not None and not math.isfinite(cut):
+            raise ValueError(f"cut must be a finite logit, got {cut!r}")
         with torch.inference_mode():
-            out, hidden = self._run(x, n_samples, used_seed)
-        mean, std, se, mi, low, high = torch.from_numpy(out).unbind()
+            out, hidden = self._run(x, n_samples, used_seed, cut)
+        mean, std, se, mi, low, high, above = torch.from_numpy(out).unbind()
         return MCDropoutResult(
             mean=mean,
             std=std,
@@ -161,23 +167,47 @@ class MCDropoutEngine:
             band_high=high,
             n_samples=n_samples,
             seed=used_seed,
+            share_above=above,
             hidden=hidden,
         )
+
+    def pass_logits(
+        self, x: torch.Tensor, *, n_samples: int = DEFAULT_N_SAMPLES, seed: int | None = None
+    ) -> np.ndarray:
+        """The N passes' logits per row of `x`, `[B, N]` float32: the masks `predict` draws.
+
+        For offline analyses of the passes; serving only needs `predict`'s summaries.
+        """
+        used_seed = self._check_call(x, n_samples, seed)
+        with torch.inference_mode():
+            out, _ = self._run(x, n_samples, used_seed, None, raw=True)
+        return out.T
+
+    def _check_call(self, x: torch.Tensor, n_samples: int, seed: int | None) -> int:
+        """The seed a call uses, once its arguments are checked."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"x must have shape [B, {self.in_features}], got {list(x.shape)}")
+        return self.default_seed if seed is None else _check_seed(seed)
 
     def check_batch_invariance(self, *, n_samples: int = 64, seed: int = 0) -> bool:
         """Return whether encounters get the same bits alone and at any place in a batch here."""
         generator = torch.Generator().manual_seed(seed)
         probe = torch.randn(67, self.in_features, generator=generator)
-        batch = self.predict(probe, n_samples=n_samples)
+        batch = self.predict(probe, n_samples=n_samples, cut=0.0)
         for rows in (slice(0, 1), slice(1, 2), slice(37, 40), slice(66, 67)):
-            part = self.predict(probe[rows], n_samples=n_samples)
+            part = self.predict(probe[rows], n_samples=n_samples, cut=0.0)
             for name in SUMMARY_FIELDS:
                 if not torch.equal(getattr(part, name), getattr(batch, name)[rows]):
                     return False
         return True
 
-    def _run(self, x: torch.Tensor, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return `[6, B]` float32 (the `SUMMARY_FIELDS`) and `hidden`."""
+    def _run(
+        self, x: torch.Tensor, n: int, seed: int, cut: float | None, *, raw: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return `[7, B]` float32 (the `SUMMARY_FIELDS`), or `[N, B]` logits when `raw`, and
+        `hidden`."""
         x = x.to(device=self.device, dtype=torch.float32)
         batch = x.shape[0]
         masks = self._masks(seed, n) if self._first is not None else None
@@ -192,14 +222,14 @@ class MCDropoutEngine:
             if size < target:
                 chunk = torch.cat([chunk, chunk.new_zeros(target - size, self.in_features)])
             h = self._deterministic_layers(chunk)
-            parts.append(self._chunk(h, n, masks, size))
+            parts.append(self._chunk(h, n, masks, size, cut, raw))
             if self._keeps_hidden:
                 hiddens.append(h[:size].numpy())
         hidden = None
         if hiddens:
             hidden = hiddens[0] if len(hiddens) == 1 else np.concatenate(hiddens)
         if not parts:
-            return np.zeros((len(SUMMARY_FIELDS), 0), dtype=np.float32), hidden
+            return np.zeros((n if raw else len(SUMMARY_FIELDS), 0), dtype=np.float32), hidden
         return (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)), hidden
 
     def _deterministic_layers(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,22 +239,38 @@ class MCDropoutEngine:
             h = torch.addmm(layer.bias, h, layer.weight_t).relu_()
         return h
 
-    def _chunk(self, h: torch.Tensor, n: int, masks: _Masks | None, size: int) -> np.ndarray:
-        """Return `[6, size]` statistics for the first `size` rows of one (padded) chunk, from
-        its activations `h` after the deterministic layers."""
+    def _chunk(
+        self,
+        h: torch.Tensor,
+        n: int,
+        masks: _Masks | None,
+        size: int,
+        cut: float | None,
+        raw: bool = False,
+    ) -> np.ndarray:
+        """Return `[7, size]` statistics (`[N, size]` logits when `raw`) for the first `size`
+        rows of one (padded) chunk, from its activations `h` after the deterministic layers."""
         first = self._deterministic_depth - 1
         if masks is None:  # no dropout anywhere: every subnetwork is the eval-mode network
             logit = (h * self._out_w).sum(dim=1) + self._out_b
+            if raw:
+                return logit.cpu().numpy()[None, :size].repeat(n, axis=0)
             out = np.zeros((len(SUMMARY_FIELDS), size), dtype=np.float32)
+            if cut is not None:
+                out[6] = (logit.cpu().numpy()[:size] >= np.float32(cut)).astype(np.float32)
             out[0] = out[4] = out[5] = probability(torch, logit).cpu().numpy()[:size]
             return out
         if masks.fold_t is not None:
             logits = torch.addmm(self._out_b, h, masks.fold_t)
         else:
             logits = self._later_layers(h, n, masks, first)
+        if raw:
+            return logits[:size].cpu().numpy().T
         # NOTE: on the CPU the padding rows are dropped before the statistics (NumPy's work is
         # row by row); on CUDA the whole fixed-shape chunk goes through, as the products did.
-        return summarise(logits, n)[:, :size] if self._cuda else summarise(logits[:size], n)
+        if self._cuda:
+            return summarise(logits, n, cut)[:, :size]
+        return summarise(logits[:size], n, cut)
 
     def _later_layers(self, h: torch.Tensor, n: int, masks: _Masks, first: int) -> torch.Tensor:
         """Return logits `[rows, N]` when dropout layers follow the first one."""

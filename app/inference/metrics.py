@@ -4,19 +4,21 @@ from collections import Counter as Tally
 from collections.abc import Sequence
 from typing import Final
 
-from app.inference.flags import HIGH_UNCERTAINTY
+from app.inference.flags import DECISION_UNCERTAIN, HIGH_UNCERTAINTY
 from app.inference.guard import NOVELTY_REASON, OOD_PREFIX
 from app.inference.predictor import Prediction
 from app.observability.metrics import Metrics
 
 # Flag reasons as counted: per-column out-of-distribution reasons share one label value, so the
 # label set stays bounded whatever a request holds.
-FLAG_REASON_LABELS: Final = (HIGH_UNCERTAINTY, NOVELTY_REASON, OOD_PREFIX + "feature")
+FLAG_REASON_LABELS: Final = (
+    DECISION_UNCERTAIN, HIGH_UNCERTAINTY, NOVELTY_REASON, OOD_PREFIX + "feature",
+)  # fmt: skip
 
 
 def reason_label(reason: str) -> str:
     """Map a flag reason to its bounded metric label."""
-    if reason in (HIGH_UNCERTAINTY, NOVELTY_REASON):
+    if reason in (DECISION_UNCERTAIN, HIGH_UNCERTAINTY, NOVELTY_REASON):
         return reason
     return OOD_PREFIX + "feature" if reason.startswith(OOD_PREFIX) else "other"
 

@@ -12,7 +12,7 @@ class Prediction(NamedTuple):
     mutual_information: float | None
     flagged: bool
     reasons: tuple[str, ...]
-    threshold: float
+    threshold: float  # the level the flag's measure (decision flip, or std) must exceed
     n_samples: int
     seed: int
     model_version: str
@@ -23,3 +23,9 @@ class Prediction(NamedTuple):
     # the dropout passes lie in it. None from an engine that does not give it.
     band_low: float | None = None
     band_high: float | None = None
+    # The action threshold on the calibrated risk, the action the risk recommends ("above":
+    # at or above it, act) and the share of MC passes on the other side of it; None for a card
+    # without a decision block and no `action_threshold` setting.
+    action_threshold: float | None = None
+    recommended_action: str | None = None
+    decision_flip_probability: float | None = None

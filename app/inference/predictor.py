@@ -13,8 +13,17 @@ import numpy as np
 import torch
 
 from app.features.encoder import columns_from_records
-from app.inference.calibration import calibrate
+from app.inference.calibration import calibrate, logit_cut, share_acting
 from app.inference.engine import MCDropoutEngine
+from app.inference.flags import (
+    ABOVE,
+    BELOW,
+    DECISION_MEASURE,
+    DECISION_UNCERTAIN,
+    HIGH_UNCERTAINTY,
+    acts,
+    decision_flip,
+)
 from app.inference.flags import reasons as flag_reasons
 from app.inference.guard import DomainGuard
 from app.inference.prediction import Prediction
@@ -24,8 +33,10 @@ from app.inference.repository import LoadedModel, load_model
 class Engine(Protocol):
     """The MC-dropout engine as the predictor uses it."""
 
-    def predict(self, x: torch.Tensor, *, n_samples: int, seed: int | None = None) -> Any:
-        """Score `x` with `n_samples` dropout masks drawn from `seed`."""
+    def predict(
+        self, x: torch.Tensor, *, n_samples: int, seed: int | None = None, cut: float | None = None
+    ) -> Any:
+        """Score `x` with `n_samples` dropout masks drawn from `seed`; count passes >= `cut`."""
         ...
 
     def check_batch_invariance(self, *, n_samples: int = 64, seed: int = 0) -> bool:
@@ -49,21 +60,40 @@ class Predictor:
     """Score encounters with one loaded model and one engine."""
 
     def __init__(
-        self, loaded: LoadedModel, engine: Engine, *, default_n_samples: int | None = None
+        self,
+        loaded: LoadedModel,
+        engine: Engine,
+        *,
+        default_n_samples: int | None = None,
+        action_threshold: float | None = None,
     ) -> None:
         card = loaded.card
         self.loaded = loaded
         self.engine = engine
         self.model_version = loaded.version
-        self.threshold = float(card["uncertainty"]["threshold"])
         mc = card.get("mc", {})
         self.default_n_samples = int(default_n_samples or mc.get("n_samples", 256))
         self.default_seed = int(mc.get("seed", 0))
         self.calibration = card.get("calibration")
         guard = card.get("domain_guard")
         self.guard = DomainGuard.from_dict(guard, loaded.model) if guard else None
+        decision = card.get("decision")
+        # NOTE: a card with a decision block flags on the decision-flip share at its level; an
+        # older card keeps the std rule. The setting moves only the action: the level stays as
+        # fitted on validation at the card's threshold (refit it with `report-referral`).
+        if decision is not None and decision.get("measure") != DECISION_MEASURE:
+            raise ValueError(f"unknown decision measure {decision.get('measure')!r} in the card")
+        self.flags_decision = decision is not None
+        self.threshold = float(decision["level"] if decision else card["uncertainty"]["threshold"])
+        self.reason = DECISION_UNCERTAIN if decision else HIGH_UNCERTAINTY
+        if action_threshold is None and decision is not None:
+            action_threshold = float(decision["action_threshold"])
+        self.action_threshold = action_threshold
+        self.cut = None
+        if action_threshold is not None:
+            self.cut = logit_cut(action_threshold, self.calibration)
         if not math.isfinite(self.threshold) or self.threshold < 0:
-            raise ValueError(f"model card threshold {self.threshold!r} is not a finite std")
+            raise ValueError(f"model card threshold {self.threshold!r} is not a finite level")
 
     @classmethod
     def load(
@@ -73,6 +103,7 @@ class Predictor:
         device: str,
         default_n_samples: int | None = None,
         threads: int | None = None,
+        action_threshold: float | None = None,
     ) -> "Predictor":
         """The model in `model_dir` (checksums verified) on an `MCDropoutEngine` on `device`."""
         if threads is not None:
@@ -80,7 +111,9 @@ class Predictor:
         loaded = load_model(model_dir)
         seed = int(loaded.card.get("mc", {}).get("seed", 0))
         engine = MCDropoutEngine(loaded.model, device=device, default_seed=seed)
-        return cls(loaded, engine, default_n_samples=default_n_samples)
+        return cls(
+            loaded, engine, default_n_samples=default_n_samples, action_threshold=action_threshold
+        )
 
     def predict(self, requests: Sequence[ScoringRequest]) -> list[Prediction]:
         """Score `requests` in order; each (n_samples, seed) group is one engine call."""
@@ -96,7 +129,10 @@ class Predictor:
     ) -> list[Prediction]:
         """Score `rows` encounters given as the encoder's columns, with one engine call."""
         x = torch.from_numpy(self.loaded.spec.encode(columns))
-        result = self.engine.predict(x, n_samples=n_samples, seed=seed)
+        if self.cut is None:
+            result = self.engine.predict(x, n_samples=n_samples, seed=seed)
+        else:
+            result = self.engine.predict(x, n_samples=n_samples, seed=seed, cut=self.cut)
         checked = None
         if self.guard is not None:
             # NOTE: the engine's first-layer activations, when it kept them, spare the guard
@@ -105,9 +141,21 @@ class Predictor:
             checked = self.guard.check_columns(columns, x, hidden)
         # NOTE: whole columns become Python floats in one `tolist()` call each.
         std_array = _per_row(result.std, rows)
-        reasons = flag_reasons(std_array, self.threshold, checked)
+        probability_array = calibrate(_per_row(result.mean, rows), self.calibration)
+        actions: list[str | None] = [None] * rows
+        flip: list[float | None] = [None] * rows
+        measure = std_array
+        if self.action_threshold is not None:
+            acting = share_acting(_per_row(result.share_above, rows), self.calibration)
+            flip_array = decision_flip(probability_array, acting, self.action_threshold)
+            if self.flags_decision:
+                measure = flip_array
+            flip = flip_array.tolist()
+            acted = acts(probability_array, self.action_threshold).tolist()
+            actions = [ABOVE if a else BELOW for a in acted]
+        reasons = flag_reasons(measure, self.threshold, checked, reason=self.reason)
         std = std_array.tolist()
-        probability = calibrate(_per_row(result.mean, rows), self.calibration).tolist()
+        probability = probability_array.tolist()
         band_low, band_high = _calibrated_band(result, rows, self.calibration)
         se = _optional(result, "std_standard_error", rows)
         mi = _optional(result, "mutual_information", rows)
@@ -133,6 +181,9 @@ class Predictor:
                     novelty_threshold=novelty_threshold,
                     band_low=band_low[k],
                     band_high=band_high[k],
+                    action_threshold=self.action_threshold,
+                    recommended_action=actions[k],
+                    decision_flip_probability=flip[k],
                 )
             )
         return predictions

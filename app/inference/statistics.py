@@ -1,5 +1,6 @@
-"""Per-row statistics of MC-dropout logits `[rows, N]`: mean, std, its standard error, BALD
-and the 5th-95th percentile band of the passes' probabilities, and the result that holds them.
+"""Per-row statistics of MC-dropout logits `[rows, N]`: mean, std, its standard error, BALD,
+the 5th-95th percentile band of the passes' probabilities and the share of passes at or above
+a logit cut (the action threshold), and the result that holds them.
 
 The `[rows, N]` passes run in float32 NumPy on the CPU (torch on CUDA) and the per-row
 formulas in float64 NumPy: at small batches a torch operator's dispatch costs more than its
@@ -32,6 +33,9 @@ class MCDropoutResult:
     band_high: torch.Tensor
     n_samples: int
     seed: int
+    # The share of the N passes whose logit is at or above the call's `cut` (0 without one):
+    # with the cut at the action threshold, the share of passes that would act.
+    share_above: torch.Tensor | None = None
     # `[B, width]` float32 eval-mode activations of the last hidden layer, when the CPU engine
     # computed them on its way (no dropout before that layer's output: the shipped model), so
     # the domain guard need not run the layer again. None otherwise (on CUDA the bits would
@@ -83,13 +87,15 @@ def _sample_sums(logits: torch.Tensor, n: int) -> np.ndarray:
     return sums if cpu else sums.cpu().numpy()
 
 
-def summarise(logits: torch.Tensor, n: int) -> np.ndarray:
-    """Return `[6, rows]` float32 `SUMMARY_FIELDS` from logits `[rows, N]`: mean, std, the
-    std's Monte Carlo SE, BALD and the 5th and 95th percentiles of the passes' probabilities.
+def summarise(logits: torch.Tensor, n: int, cut: float | None = None) -> np.ndarray:
+    """Return `[7, rows]` float32 `SUMMARY_FIELDS` from logits `[rows, N]`: mean, std, the
+    std's Monte Carlo SE, BALD, the 5th and 95th percentiles of the passes' probabilities and
+    the share of passes whose logit is at or above `cut` (0 when `cut` is None).
 
     `logits` is overwritten.
     """
     band = _band_logits(logits, n)
+    above = _share_above(logits, n, cut)
     # NOTE: sums are pairwise over one contiguous row at a time and the per-row formulas are
     # elementwise, so a row's result does not depend on its neighbours. The per-row formulas
     # run in float64 NumPy: on a short vector an operator costs a fraction of torch's dispatch.
@@ -107,7 +113,8 @@ def summarise(logits: torch.Tensor, n: int) -> np.ndarray:
     both *= np.log(np.maximum(both, _TINY))
     minus_entropy_of_mean = np.add.reduce(both, 0)
     np.maximum(np.negative(minus_entropy_of_mean + mean_entropy), 0.0, out=out[3])
-    out[4:] = probability(np, band)
+    out[4:6] = probability(np, band)
+    out[6] = above
     return out.astype(np.float32)
 
 
@@ -118,6 +125,7 @@ SUMMARY_FIELDS: Final = (
     "mutual_information",
     "band_low",
     "band_high",
+    "share_above",
 )
 BAND_PERCENTILES: Final = (5, 95)
 
@@ -139,6 +147,17 @@ def _band_logits(logits: torch.Tensor, n: int) -> np.ndarray:
         return chosen.T.astype(np.float64)
     ends = [torch.kthvalue(logits, rank + 1, dim=1).values for rank in (low, high)]
     return torch.stack(ends).cpu().numpy().astype(np.float64)
+
+
+def _share_above(logits: torch.Tensor, n: int, cut: float | None) -> np.ndarray:
+    """`[rows]` float64: the share of each row's passes whose logit is at or above `cut`."""
+    if cut is None:
+        return np.zeros(len(logits))
+    if logits.device.type == "cpu":
+        counts = np.add.reduce(logits.numpy() >= np.float32(cut), 1, dtype=np.int64)
+    else:
+        counts = (logits >= cut).sum(dim=1).cpu().numpy()
+    return np.asarray(counts, dtype=np.float64) / n
 
 
 _ZERO_ONE = np.array([[0.0], [1.0]])

@@ -78,6 +78,10 @@ class ReviewItem(Base):
     # The calibrated 5th-95th percentile band of the passes; null on items stored before it.
     band_low: Mapped[float | None] = mapped_column(Float, default=None)
     band_high: Mapped[float | None] = mapped_column(Float, default=None)
+    # The action threshold the case was scored at and the share of passes on its other side;
+    # null on items stored before, which were flagged on the std alone.
+    action_threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    decision_flip_probability: Mapped[float | None] = mapped_column(Float, default=None)
     reasons: Mapped[list[str]] = mapped_column(JSON)
     threshold: Mapped[float] = mapped_column(Float)
     n_samples: Mapped[int] = mapped_column()

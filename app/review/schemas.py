@@ -39,6 +39,15 @@ class ReviewItemOut(BaseModel):
         " (null for a case stored before the band was kept)."
     )
     band_high: float | None = Field(description="95th percentile of the same.")
+    action_threshold: float | None = Field(
+        default=None,
+        description="The calibrated risk at or above which the recommended action is to act"
+        " (null for a case stored before decisions were kept).",
+    )
+    decision_flip_probability: float | None = Field(
+        default=None,
+        description="Share of the dropout passes on the other side of the action threshold.",
+    )
     reasons: list[str]
     threshold: float
     model_version: str

@@ -118,15 +118,17 @@ _INSERT_ITEMS_AND_EVENTS: Final = text(
         SELECT * FROM json_to_recordset(CAST(:cases AS JSON)) AS incoming (
             encounter_id TEXT, model_version TEXT, content_hash TEXT, encounter TEXT,
             probability FLOAT8, std FLOAT8, band_low FLOAT8, band_high FLOAT8, reasons TEXT,
-            threshold FLOAT8, n_samples INT, seed INT8, actor TEXT, actor_key_id INT
+            threshold FLOAT8, n_samples INT, seed INT8, action_threshold FLOAT8,
+            decision_flip_probability FLOAT8, actor TEXT, actor_key_id INT
         )
     ), inserted AS (
         INSERT INTO review_items (encounter_id, model_version, content_hash, encounter,
                                   probability, std, band_low, band_high, reasons, threshold,
-                                  n_samples, seed, status, created_at, updated_at)
+                                  n_samples, seed, action_threshold, decision_flip_probability,
+                                  status, created_at, updated_at)
         SELECT encounter_id, model_version, content_hash, CAST(encounter AS JSON), probability,
                std, band_low, band_high, CAST(reasons AS JSON), threshold, n_samples, seed,
-               :status, :now, :now
+               action_threshold, decision_flip_probability, :status, :now, :now
         FROM incoming
         ON CONFLICT DO NOTHING
         RETURNING id, encounter_id, model_version, content_hash
@@ -171,6 +173,8 @@ def _case_fields(case: FlaggedCase) -> dict[str, Any]:
         "threshold": p.threshold,
         "n_samples": p.n_samples,
         "seed": p.seed,
+        "action_threshold": p.action_threshold,
+        "decision_flip_probability": p.decision_flip_probability,
     }
 
 

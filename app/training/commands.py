@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from app.inference.calibration import calibrate as apply_calibration
-from app.inference.flags import flagged
+from app.inference.calibration import logit_cut, share_acting
+from app.inference.flags import decision_flip, flagged
 from app.inference.guard import DomainGuard
 from app.inference.repository import (
     DEFAULT_REPOSITORY,
@@ -24,10 +26,11 @@ from app.inference.repository import (
 )
 from app.training.calibration import fit_threshold
 from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
-from app.training.evaluation import mc_scores
+from app.training.decision_report import fit_decision_card
+from app.training.evaluation import MCScores, mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
-from app.training.policy import fit_thresholds
+from app.training.policy import decision_rates, fit_std_threshold, fit_thresholds
 from app.training.referral_report import build_report, recipe_from_card, refit_guard
 from app.training.train import reproducible
 
@@ -103,7 +106,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     mc = loaded.card["mc"]
     n_samples = int(args.n_samples or mc["n_samples"])
     x = loaded.spec.encode(dataset.columns())
-    scores = mc_scores(loaded.model, x, n_samples=n_samples, seed=int(mc["seed"]))
+    scores = mc_scores(
+        loaded.model, x, n_samples=n_samples, seed=int(mc["seed"]), cut=_cut(loaded.card)
+    )
     p = apply_calibration(scores.mean, loaded.card.get("calibration"))
     y = dataset.labels
     empty = len(y) == 0
@@ -114,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "auprc": _finite(auprc(y, p)),
         "brier": None if empty else brier(y, p),
         "ece": None if empty else _finite(ece(y, p)),
-        "flag_rate": None if empty else float(_flagged(loaded, dataset, x, scores.std).mean()),
+        "flag_rate": None if empty else float(_flagged(loaded, dataset, x, scores).mean()),
         "mc_samples": n_samples,
         "model_version": loaded.version,
         "excluded_death_hospice": dataset.excluded_death_hospice,
@@ -152,7 +157,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     loaded, card, dataset, split = opened
     x = loaded.spec.encode(dataset.columns())
     mc = card["mc"]
-    scores = mc_scores(loaded.model, x, n_samples=int(mc["n_samples"]), seed=int(mc["seed"]))
+    scores = mc_scores(
+        loaded.model, x, n_samples=int(mc["n_samples"]), seed=int(mc["seed"]), cut=_cut(card)
+    )
     validation = split == SPLITS.index("validation")
     try:
         if "domain_guard" in card:
@@ -169,11 +176,16 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 2
     uncertainty["data_sha256"] = dataset.sha256
     card["uncertainty"] = uncertainty
+    if "decision" in card:
+        # NOTE: the decision-flip level is what flags on such a card; it moves with the budget.
+        card["decision"] = _refit_decision_level(
+            loaded, card, dataset, x, scores, validation, args.review_rate
+        )
     test = split == SPLITS.index("test")
     test_rate = None
     if test.any():
         loaded = replace(loaded, card=card)
-        test_rate = float(_flagged(loaded, dataset, x, scores.std, test).mean())
+        test_rate = float(_flagged(loaded, dataset, x, scores, test).mean())
     if dataset.sha256 == card["data"]["sha256"] and test_rate is not None:
         # NOTE: the card's test metrics stay true only when the threshold came from the same data.
         card["metrics"] = {**card["metrics"], "flag_rate": test_rate}
@@ -191,16 +203,54 @@ def _flagged(
     loaded: LoadedModel,
     dataset: Dataset,
     x: np.ndarray,
-    std: np.ndarray,
+    scores: MCScores,
     rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The card's flag decisions: std above its threshold, or any domain-guard reason."""
+    """The card's flag decisions: its measure (the decision-flip share, or the std for a card
+    without a decision block) above its level, or any domain-guard reason."""
     rows = np.ones(len(x), dtype=bool) if rows is None else rows
     checked = None
     if "domain_guard" in loaded.card:
         guard = DomainGuard.from_dict(loaded.card["domain_guard"], loaded.model)
         checked = guard.check_columns(dataset.columns(rows), x[rows])
-    return flagged(std[rows], float(loaded.card["uncertainty"]["threshold"]), checked)
+    decision = loaded.card.get("decision")
+    if decision is None:
+        return flagged(scores.std[rows], float(loaded.card["uncertainty"]["threshold"]), checked)
+    return flagged(_flip(loaded.card, scores)[rows], float(decision["level"]), checked)
+
+
+def _cut(card: Mapping[str, Any]) -> float | None:
+    """The logit cut of the card's action threshold; None without a decision block."""
+    decision = card.get("decision")
+    if decision is None:
+        return None
+    return logit_cut(float(decision["action_threshold"]), card.get("calibration"))
+
+
+def _flip(card: Mapping[str, Any], scores: MCScores) -> np.ndarray:
+    """Each encounter's share of passes on the other side of the card's action threshold."""
+    assert scores.share_above is not None
+    probability = apply_calibration(scores.mean, card.get("calibration"))
+    threshold = float(card["decision"]["action_threshold"])
+    acting = share_acting(scores.share_above, card.get("calibration"))
+    return decision_flip(probability, acting, threshold)
+
+
+def _refit_decision_level(
+    loaded: LoadedModel, card: Mapping[str, Any], dataset: Dataset, x: np.ndarray,
+    scores: MCScores, validation: np.ndarray, review_rate: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The card's decision block with its level refitted on validation at `review_rate`."""
+    guard = DomainGuard.from_dict(card["domain_guard"], loaded.model)
+    checked = guard.check_columns(dataset.columns(validation), x[validation])
+    flip = _flip(card, scores)[validation]
+    level = fit_std_threshold(flip, checked.flagged, review_rate)
+    return {
+        **card["decision"], "level": level, "review_rate": review_rate,
+        "validation_flag_rate": float(flagged(flip, level, checked).mean()),
+        "validation_rates": decision_rates(flip, level, checked),
+        "data_sha256": dataset.sha256,
+    }  # fmt: skip
 
 
 def report_referral(args: argparse.Namespace) -> int:
@@ -217,6 +267,19 @@ def report_referral(args: argparse.Namespace) -> int:
         card = refit_guard(card, loaded.model, loaded.spec, dataset, split)
         write_card(loaded.directory, card)
         log.info("wrote the domain guard and the combined policy into %s", loaded.directory)
+    action_threshold = getattr(args, "action_threshold", None)
+    if getattr(args, "fit_decision", False) or action_threshold is not None:
+        if dataset.sha256 != card["data"]["sha256"]:
+            log.error("the decision is fitted on the model's validation split; this file differs")
+            return 2
+        if action_threshold is not None and not 0.0 < action_threshold < 1.0:
+            log.error("--action-threshold must be strictly between 0 and 1")
+            return 2
+        card = fit_decision_card(
+            card, loaded.model, loaded.spec, dataset, split, action_threshold=action_threshold
+        )
+        write_card(loaded.directory, card)
+        log.info("wrote the decision block into %s", loaded.directory)
     out = args.out or loaded.directory
     out.mkdir(parents=True, exist_ok=True)
     recipe = None if args.no_retrain else recipe_from_card(card)
@@ -224,10 +287,16 @@ def report_referral(args: argparse.Namespace) -> int:
         dataset=dataset, split=split, model=loaded.model, spec=loaded.spec, card=card,
         out_dir=out, recipe=recipe, seed=int(card["mc"]["seed"]),
     )  # fmt: skip
+    shipped = report["decision"].get("shipped_flag_rates")
+    if shipped and dataset.sha256 == card["data"]["sha256"] and out == loaded.directory:
+        # NOTE: the card's test flag rate is the shipped rule's, as serving flags.
+        card["metrics"] = {**card["metrics"], "flag_rate": shipped["test"]["flagged"]}
+        write_card(loaded.directory, card)
     summary = {
         "model_version": loaded.version,
         "flag_rates": report["flag_rates"],
         "seed_agreement": report["seed_agreement"],
+        "decision": card.get("decision"),
         "shifts": {k: v["auroc_combined"] for k, v in report["shifts"].items()},
         "held_out_under_30": report.get("held_out_under_30"),
         "report": str(out / "referral.md"),

@@ -13,14 +13,19 @@ from threadpoolctl import threadpool_limits
 
 from app.features import FeatureSpec
 from app.inference.calibration import calibrate
+from app.inference.engine import MCDropoutEngine
 from app.inference.flags import uncertain
+from app.inference.guard import DomainGuard
 from app.inference.repository import DEFAULT_REPOSITORY, save_model
 from app.training import baselines
 from app.training.calibration import fit_platt
-from app.training.data import SPLITS, load_dataset, split_assignment
+from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
+from app.training.decision import pass_scores
+from app.training.decision_report import fit_decision_block
 from app.training.evaluation import flag_agreement, mc_scores
 from app.training.metrics import summary
 from app.training.policy import fit_policy
+from app.training.referral import pass_logits
 from app.training.report import FIXED_THRESHOLD, ReportInputs, write_report
 from app.training.train import Recipe, predict_deterministic, reproducible, train_model
 
@@ -101,6 +106,9 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
         review_rate=options.review_rate, validation_std=val.std, **mc,
     )  # fmt: skip
     guard_flagged = guard.check_columns(dataset.columns(rows["test"]), xs["test"]).flagged
+    decision, test_flip = _fit_decision(
+        model, calibration, guard, dataset, rows, xs, ys, mc, options.review_rate
+    )
     probabilities = {
         "mlp_mc_mean": calibrate(test.mean, calibration),
         "mlp_mc_mean_uncalibrated": test.mean,
@@ -120,6 +128,10 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
     metrics = _test_metrics(
         ys["test"], probabilities, test.std, uncertainty, options, guard_flagged
     )
+    metrics["flag_rate"] = float((uncertain(test_flip, decision["level"]) | guard_flagged).mean())
+    if "targets" in metrics:  # the flag-rate target is the shipped rule's
+        gbm = metrics["models"]["gradient_boosting"]
+        metrics["targets"] = _targets(metrics, gbm, options.review_rate)
     if options.report:
         metrics["flag_agreement_two_seeds"] = flag_agreement(
             model, xs["test"], n_samples=options.n_samples,
@@ -135,6 +147,7 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
         "domain_guard": guard.to_dict(),
         "calibration": calibration,
         "uncertainty": uncertainty,
+        "decision": decision,
         "mc": mc,
         "metrics": metrics,
         "data": {
@@ -161,6 +174,23 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
         write_report(out, inputs)
     log.info("saved %s in %.1f s", out, time.perf_counter() - started)
     return out, card
+
+
+def _fit_decision(
+    model: torch.nn.Module, calibration: dict[str, Any], guard: DomainGuard, dataset: Dataset,
+    rows: dict[str, np.ndarray], xs: dict[str, np.ndarray], ys: dict[str, np.ndarray],
+    mc: dict[str, int], review_rate: float,
+) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
+    """The card's decision block fitted on validation, and the test split's flip shares."""
+    engine = MCDropoutEngine(model, device="cpu", default_seed=mc["seed"])
+    val_guard = guard.check_columns(dataset.columns(rows["validation"]), xs["validation"])
+    decision = fit_decision_block(
+        pass_logits(engine, xs["validation"], **mc), ys["validation"], calibration, val_guard,
+        review_rate=review_rate,
+    )  # fmt: skip
+    decision["data_sha256"] = dataset.sha256
+    logits = pass_logits(engine, xs["test"], **mc)
+    return decision, pass_scores(logits, calibration, decision["action_threshold"]).decision_flip
 
 
 def _test_metrics(

@@ -1,6 +1,6 @@
 """The referral policy, fitted on the validation split: the domain guard, its novelty
-threshold and the std threshold that together flag the review rate (serving only applies them:
-`app.inference.guard`, `app.inference.flags`)."""
+threshold and the std threshold (or the decision-flip level) that together flag the review rate
+(serving only applies them: `app.inference.guard`, `app.inference.flags`)."""
 
 from typing import Any, Final
 
@@ -13,7 +13,7 @@ from app.features.columns import COUNT_COLUMNS
 from app.features.encoder import Columns
 from app.inference.activations import hidden_features
 from app.inference.engine import MCDropoutEngine
-from app.inference.flags import flagged, uncertain
+from app.inference.flags import DECISION_MEASURE, DECISION_UNCERTAIN, flagged, uncertain
 from app.inference.guard import (
     CATEGORY_COLUMNS,
     DomainGuard,
@@ -21,6 +21,7 @@ from app.inference.guard import (
     as_float,
     category_slot,
 )
+from app.training.decision import PassScores
 from app.training.referral import mc_scores
 
 NOVELTY_SHARE: Final = 0.2
@@ -143,7 +144,8 @@ def rates(std: np.ndarray, threshold: float, guard: GuardResult) -> dict[str, fl
 
 
 def fit_std_threshold(std: np.ndarray, guard_flagged: np.ndarray, review_rate: float) -> float:
-    """The std threshold that makes the combined flag rate on validation equal `review_rate`.
+    """The level of a measure (the std, or the decision-flip share) that makes the combined
+    flag rate on validation equal `review_rate`, as near as ties allow.
 
     The guard's flags are spent first; the std flag gets the rest of the budget, chosen among
     the encounters the guard left unflagged.
@@ -159,4 +161,46 @@ def fit_std_threshold(std: np.ndarray, guard_flagged: np.ndarray, review_rate: f
             f"more than the review rate {review_rate}; lower the guard's novelty share"
         )
     rest = std[~guard_flagged]
-    return float(np.quantile(rest, 1.0 - left / len(rest)))
+    level = float(np.quantile(rest, 1.0 - left / len(rest)))
+    # NOTE: a discrete measure (the decision-flip share is k / N) ties at the quantile, and the
+    # rule flags strictly above it; the next lower value takes the ties in, whichever is nearer.
+    below = rest[rest < level]
+    if below.size and abs((rest >= level).sum() - left) < abs((rest > level).sum() - left):
+        level = float(below.max())
+    return level
+
+
+def fit_decision(
+    scores: PassScores,
+    guard: GuardResult,
+    *,
+    review_rate: float,
+    action_threshold: float,
+    threshold_rule: str,
+    measure: str = DECISION_MEASURE,
+) -> dict[str, Any]:
+    """The card's `decision` block: the action threshold and the level of the measure that,
+    with the guard's flags spent first, flags `review_rate` of validation."""
+    score = scores.measure(measure)
+    level = fit_std_threshold(score, guard.flagged, review_rate)
+    return {
+        "action_threshold": action_threshold,
+        "threshold_rule": threshold_rule,
+        "measure": measure,
+        "level": level,
+        "review_rate": review_rate,
+        "validation_flag_rate": float(flagged(score, level, guard).mean()),
+        "validation_rates": decision_rates(score, level, guard),
+        "policy": f"flag when {measure} is above the level or the domain guard gives any reason",
+        "fitted_on": "validation",
+    }
+
+
+def decision_rates(flip: np.ndarray, level: float, guard: GuardResult) -> dict[str, float]:
+    """Share of encounters the decision rule flags in all and by each reason."""
+    return {
+        "flagged": float(flagged(flip, level, guard).mean()),
+        DECISION_UNCERTAIN: float(uncertain(flip, level).mean()),
+        "out_of_distribution:novelty": float(guard.novel.mean()),
+        "out_of_distribution:feature": float(guard.any_feature.mean()),
+    }

@@ -63,6 +63,15 @@ def mc_scores(
     return mean, std, mi
 
 
+def pass_logits(engine: MCDropoutEngine, x: np.ndarray, *, n_samples: int, seed: int) -> np.ndarray:
+    """The `[rows, N]` float32 logits of the MC passes, in row chunks."""
+    parts = [
+        engine.pass_logits(torch.from_numpy(x[s : s + CHUNK]), n_samples=n_samples, seed=seed)
+        for s in range(0, len(x), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, n_samples), dtype=np.float32)
+
+
 def score(
     engine: MCDropoutEngine,
     guard: DomainGuard,

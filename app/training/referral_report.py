@@ -1,4 +1,5 @@
-"""The referral report: referral table, curve, flag stability across seeds, shift tests."""
+"""The referral report: referral table, curve, decision-aware flags, flag stability across
+seeds, shift tests."""
 
 import json
 import logging
@@ -14,12 +15,20 @@ from app.features.encoder import Columns
 from app.inference.engine import MCDropoutEngine
 from app.inference.guard import DomainGuard
 from app.training.data import Dataset
-from app.training.policy import rates
+from app.training.decision import PassScores, choose_action_threshold, pass_scores
+from app.training.decision_report import (
+    SENSITIVITY_THRESHOLD,
+    decision_plot,
+    decision_section,
+    render_decision,
+)
+from app.training.policy import decision_rates, rates
 from app.training.referral import (
     CHUNK,
     Scored,
     flag_agreement,
     group_metrics,
+    pass_logits,
     referral_curve,
     referral_table,
     score,
@@ -40,7 +49,8 @@ def build_report(
     recipe: Recipe | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write `referral.json`, `referral.md` and `referral_curve.png`; return the JSON."""
+    """Write `referral.json`, `referral.md`, `referral_curve.png` and `decision_curve.png`;
+    return the JSON."""
     from app.training import shift
 
     mc = card.get("mc", {})
@@ -60,7 +70,12 @@ def build_report(
     scored = score_fn(columns, x)
     other = score_fn(columns, x, at_seed=mc_seed + 1)
     val_columns = dataset.columns(validation)
-    val = score_fn(val_columns, spec.encode(val_columns))
+    x_val = spec.encode(val_columns)
+    val = score_fn(val_columns, x_val)
+    decision = _decision_section(
+        card, engine, y, x, dataset.labels[validation], x_val, scored, val,
+        out_dir=out_dir, seed=seed,
+    )  # fmt: skip
     se = np.median(mc_scores_se(engine, x, n_samples=n_samples, seed=mc_seed))
     referral_curve(y, scored, out_dir / "referral_curve.png", seed=seed)
     report: dict[str, Any] = {
@@ -80,6 +95,8 @@ def build_report(
         },
         "all_test": group_metrics(y, scored.probability, seed=seed),
         "referral": referral_table(y, scored, seed=seed),
+        "decision": decision,
+        "shipped_decision": card.get("decision"),
         "shifts": shift.evaluate_synthetic(score_fn, scored, columns, x, spec, seed=seed),
     }
     if recipe is not None:
@@ -90,6 +107,46 @@ def build_report(
     (out_dir / "referral.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     (out_dir / "referral.md").write_text(render_markdown(report))
     return report
+
+
+def _decision_section(
+    card: Mapping[str, Any], engine: MCDropoutEngine, y: np.ndarray, x: np.ndarray,
+    y_val: np.ndarray, x_val: np.ndarray, scored: Scored, val: Scored, *, out_dir: Path,
+    seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The decision-aware candidate table at the card's action threshold (chosen on validation
+    when the card has none), its plot, and the validation decision curve behind the choice."""
+    mc = card.get("mc", {})
+    n_samples, mc_seed = int(mc.get("n_samples", 256)), int(mc.get("seed", 0))
+    test_logits = pass_logits(engine, x, n_samples=n_samples, seed=mc_seed)
+    val_logits = pass_logits(engine, x_val, n_samples=n_samples, seed=mc_seed)
+    calibration = card.get("calibration")
+
+    def at(logits: np.ndarray, t: float) -> PassScores:
+        return pass_scores(logits, calibration, t)
+
+    chosen = choose_action_threshold(y_val, at(val_logits, 0.5).probability)
+    threshold = float(card.get("decision", {}).get("action_threshold", chosen["threshold"]))
+    test, validation = at(test_logits, threshold), at(val_logits, threshold)
+    sensitivity = None
+    if threshold != SENSITIVITY_THRESHOLD:
+        sensitivity = (
+            at(test_logits, SENSITIVITY_THRESHOLD),
+            at(val_logits, SENSITIVITY_THRESHOLD),
+        )
+    section = decision_section(
+        y, test, validation, scored.guard, val.guard, threshold,
+        sensitivity=sensitivity, seed=seed,
+    )  # fmt: skip
+    decision_plot(y, test, threshold, out_dir / "decision_curve.png", seed=seed)
+    shipped = card.get("decision")
+    if shipped:
+        level = float(shipped["level"])
+        section["shipped_flag_rates"] = {
+            "validation": decision_rates(validation.decision_flip, level, val.guard),
+            "test": decision_rates(test.decision_flip, level, scored.guard),
+        }
+    return {**section, "validation_curve": chosen}
 
 
 def mc_scores_se(
@@ -134,8 +191,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Test split: {report['n_test']} encounters, N = {report['n_samples']} MC samples, "
         f"std threshold {report['std_threshold']:.4f}, novelty threshold "
-        f"{report['novelty_threshold']:.2f}. Policy: flag when std > threshold or the domain "
-        "guard gives any reason.",
+        f"{report['novelty_threshold']:.2f}. The tables up to the decision section (and the "
+        "shift tests' 'combined') are the former policy: flag when std > threshold or the "
+        "domain guard gives any reason; the shipped rule is in the decision section.",
         "",
         "## Flag rates on in-distribution data",
         "",
@@ -178,6 +236,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         "![referral curve](referral_curve.png)",
+        *render_decision(report["decision"], report.get("shipped_decision") or {}),
         "",
         "## Shift tests (detection AUROC: shifted copies of test encounters vs the originals)",
         "",

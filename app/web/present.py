@@ -67,6 +67,11 @@ class CaseView:
     interval: str | None  # '21.0%–34.5%', or None when the case has no band
     std: str
     threshold: str
+    # The bar under the risk: the decision-flip share against its level, or for a case stored
+    # before decisions were kept, the std against its threshold.
+    measure_label: str
+    measure_value: str
+    decision: str | None  # the action threshold and recommended action in words
     n_samples: int
     reasons: list[str]
     chart: Uncertainty
@@ -178,7 +183,14 @@ def when(moment: datetime) -> str:
 def case_view(item: ReviewItem) -> CaseView:
     """Present one review item."""
     e = item.encounter
-    chart = uncertainty(item.probability, item.std, item.threshold, (item.band_low, item.band_high))
+    band = (item.band_low, item.band_high)
+    flip = item.decision_flip_probability
+    if flip is None:
+        chart = uncertainty(item.probability, item.std, item.threshold, band)
+        measure_label, measure_value = "Uncertainty SD", f"{item.std:.3f}"
+    else:
+        chart = uncertainty(item.probability, flip, item.threshold, band)
+        measure_label, measure_value = "Passes on the other side of the threshold", percent(flip)
     reasons = [reason(r) for r in item.reasons]
     summary = [
         Field("Age", age_band(e.get("age"))),
@@ -214,7 +226,10 @@ def case_view(item: ReviewItem) -> CaseView:
         probability=percent(item.probability),
         interval=_band_words(item.band_low, item.band_high),
         std=f"{item.std:.3f}",
-        threshold=f"{item.threshold:.3f}",
+        threshold=f"{item.threshold:.3f}" if flip is None else percent(item.threshold),
+        measure_label=measure_label,
+        measure_value=measure_value,
+        decision=decision_words(item.probability, item.action_threshold, flip),
         n_samples=item.n_samples,
         reasons=reasons,
         chart=chart,
@@ -263,6 +278,22 @@ def ehr_feedback_words(detail: Mapping[str, Any]) -> str:
     said = [str(s) for s in (coding.get("display") or coding.get("code"), why.get("userComment"))]
     said = [s for s in said if s and s != "None"]
     return f"{words} ({'; '.join(said)})" if said else words
+
+
+def decision_words(
+    probability: float, action_threshold: float | None, flip: float | None
+) -> str | None:
+    """The action threshold, the action the risk recommends and how likely it flips, in words."""
+    if action_threshold is None:
+        return None
+    side = "at or above" if probability >= action_threshold else "below"
+    action = "act (e.g. enrol)" if probability >= action_threshold else "do not act"
+    words = f"Risk {side} the action threshold of {percent(action_threshold)}: {action}."
+    if flip is not None:
+        words += f" {percent(flip)} of the model's passes put the risk on the other side" + (
+            ", so this decision could go either way." if flip >= 0.25 else "."
+        )
+    return words
 
 
 def _band_words(low: float | None, high: float | None) -> str | None:

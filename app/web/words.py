@@ -46,6 +46,7 @@ OUTCOME_WORDS: Final = {
     "needs_follow_up": "Needs follow-up",
 }
 REASON_WORDS: Final = {
+    "decision_uncertain": "Decision could flip",
     "high_uncertainty": "High uncertainty",
     "out_of_distribution:novelty": "Unlike the training data",
 }

@@ -17,8 +17,11 @@ async def test_predict_answers_with_the_model_card_defaults(client, keys, flag_s
     body = response.json()
     assert set(body) == {
         "encounter_id", "applicable", "reason", "probability", "std", "band_low", "band_high",
+        "action_threshold", "recommended_action", "decision_flip_probability",
         "flagged", "reasons", "threshold", "n_samples", "seed", "model_version", "review_item_id",
     }  # fmt: skip
+    # The tiny model's card has no decision block and no setting gives a threshold.
+    assert body["action_threshold"] is body["recommended_action"] is None
     assert body["applicable"] is True and body["reason"] is None
     assert 0.0 <= body["band_low"] <= body["band_high"] <= 1.0
     assert body["encounter_id"] == calm[0]["encounter_id"]

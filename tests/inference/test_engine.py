@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -277,3 +278,20 @@ def test_cuda_matches_the_cpu_in_distribution_and_is_batch_invariant() -> None:
     torch.testing.assert_close(cuda.std, cpu.std, rtol=1e-3, atol=1e-6)
     alone = MCDropoutEngine(model, device="cuda").predict(x[37:38], n_samples=1000)
     assert_same(alone, cuda, rows=37)
+
+
+def test_share_above_counts_the_passes_at_or_above_the_cut() -> None:
+    model = make_model(12, [16], 0.3, seed=4)
+    engine = MCDropoutEngine(model, device="cpu", default_seed=3)
+    x = torch.randn(21, 12, generator=torch.Generator().manual_seed(2))
+    logits = engine.pass_logits(x, n_samples=50)
+    cut = float(np.median(logits))
+    result = engine.predict(x, n_samples=50, cut=cut)
+    assert result.share_above is not None
+    expected = (logits >= np.float32(cut)).mean(axis=1)
+    assert torch.equal(result.share_above, torch.from_numpy(expected.astype(np.float32)))
+    assert 0 < float(result.share_above.mean()) < 1
+    # The pass logits are the passes the summaries come from.
+    probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    assert np.allclose(probs.mean(axis=1), result.mean.numpy(), atol=1e-6)
+    assert not engine.predict(x, n_samples=50).share_above.any()  # no cut: nothing counted

@@ -82,3 +82,58 @@ def test_the_guard_scores_the_engines_activations_as_its_own(encounters) -> None
         out = predictor.predict([ScoringRequest(r, 64) for r in records])
         x = loaded.spec.encode(columns_from_records(records))
         assert [p.novelty for p in out] == predictor.guard.novelty(x).tolist()
+
+
+def _decision_card(loaded: Any, level: float, action_threshold: float) -> None:
+    loaded.card["calibration"] = {"method": "platt", "a": 0.816, "b": -0.2}
+    loaded.card["decision"] = {
+        "action_threshold": action_threshold, "measure": "decision_flip", "level": level,
+        "review_rate": 0.2, "fitted_on": "validation",
+    }  # fmt: skip
+
+
+def test_decision_card_flags_cases_whose_decision_could_flip(model_dir, encounters) -> None:
+    from app.features import columns_from_records
+
+    loaded = load_model(model_dir)
+    _decision_card(loaded, level=0.1, action_threshold=0.12)
+    engine = MCDropoutEngine(loaded.model, device="cpu", default_seed=7)
+    predictor = Predictor(loaded, engine)
+    records = encounters[:40]
+    out = predictor.predict([ScoringRequest(r, 64) for r in records])
+    # The flip share is the calibrated passes' share on the other side of the threshold.
+    x = torch.from_numpy(loaded.spec.encode(columns_from_records(records)))
+    logits = engine.pass_logits(x, n_samples=64).astype(np.float64)
+    passes = calibrate(1.0 / (1.0 + np.exp(-logits)), loaded.card["calibration"])
+    for p, row in zip(out, passes, strict=True):
+        acting = p.probability >= 0.12
+        assert p.recommended_action == ("above" if acting else "below")
+        other = (row < 0.12).mean() if acting else (row >= 0.12).mean()
+        assert p.decision_flip_probability == pytest.approx(other, abs=1.5 / 64)
+        assert p.action_threshold == 0.12 and p.threshold == 0.1
+        assert p.flagged == (p.decision_flip_probability > 0.1)
+        assert p.reasons == (("decision_uncertain",) if p.flagged else ())
+    assert any(p.flagged for p in out) and not all(p.flagged for p in out)
+    alone = predictor.predict([ScoringRequest(records[5], 64)])[0]
+    assert alone == out[5]  # the flip share is batch-invariant like the band
+
+
+def test_the_action_threshold_setting_moves_the_action_not_the_level(model_dir, encounters):
+    loaded = load_model(model_dir)
+    _decision_card(loaded, level=0.1, action_threshold=0.12)
+    engine = MCDropoutEngine(loaded.model, device="cpu", default_seed=7)
+    moved = Predictor(loaded, engine, action_threshold=0.99)
+    out = moved.predict([ScoringRequest(r, 64) for r in encounters[:20]])
+    assert {p.recommended_action for p in out} == {"below"}
+    assert {(p.action_threshold, p.threshold) for p in out} == {(0.99, 0.1)}
+    # A card without a decision block keeps the std rule but still answers the action.
+    plain = Predictor(load_model(model_dir), engine, action_threshold=0.5)
+    p = plain.predict([ScoringRequest(encounters[0], 64)])[0]
+    assert p.action_threshold == 0.5 and p.recommended_action in {"above", "below"}
+    assert p.flagged == (p.std > p.threshold)
+    assert (
+        Predictor(load_model(model_dir), engine)
+        .predict([ScoringRequest(encounters[0], 64)])[0]
+        .recommended_action
+        is None
+    )

@@ -86,6 +86,10 @@ def test_card_follows_the_contract(trained: Path) -> None:
     assert unc["measure"] == "std" and unc["review_rate"] == 0.10 and unc["threshold"] > 0
     assert unc["validation_flag_rate"] == pytest.approx(0.10, abs=0.01)
     assert card["mc"] == {"n_samples": 200, "seed": 20261127}
+    decision = card["decision"]
+    assert decision["measure"] == "decision_flip" and 0 < decision["action_threshold"] < 1
+    assert decision["fitted_on"] == "validation" and decision["review_rate"] == 0.10
+    assert decision["validation_flag_rate"] == pytest.approx(0.10, abs=0.015)
     data = card["data"]
     assert data["rows"] == ROWS and data["split_seed"] == 20261127
     assert len(data["sha256"]) == 64
@@ -174,6 +178,11 @@ def test_calibrate_rewrites_the_threshold_without_touching_weights(
     assert after["uncertainty"]["review_rate"] == 0.05
     assert after["uncertainty"]["threshold"] > before["uncertainty"]["threshold"]
     assert after["uncertainty"]["validation_flag_rate"] == pytest.approx(0.05, abs=0.01)
+    # The decision-flip level is what flags on this card: it moves with the budget too.
+    decision = after["decision"]
+    assert decision["review_rate"] == 0.05 and decision["level"] > before["decision"]["level"]
+    assert decision["validation_flag_rate"] == pytest.approx(0.05, abs=0.015)
+    assert decision["action_threshold"] == before["decision"]["action_threshold"]
     # Another file than the card's data: the card's test metrics are left as they were.
     for key in ("weights_sha256", "architecture", "feature_spec", "calibration", "mc", "metrics"):
         assert after[key] == before[key], key

@@ -102,7 +102,7 @@ def test_report_end_to_end(small: dict, tmp_path: Path) -> None:
         card=small["card"], out_dir=tmp_path, recipe=small["recipe"], seed=0,
     )  # fmt: skip
     assert {p.name for p in tmp_path.iterdir()} == {
-        "referral.json", "referral.md", "referral_curve.png",
+        "referral.json", "referral.md", "referral_curve.png", "decision_curve.png",
     }  # fmt: skip
     assert json.loads((tmp_path / "referral.json").read_text()) == report
     methods = {row["method"] for row in report["referral"]}
@@ -113,6 +113,16 @@ def test_report_end_to_end(small: dict, tmp_path: Path) -> None:
     assert 0 <= report["seed_agreement"]["combined_flag"]["jaccard"] <= 1
     assert report["held_out_under_30"]["auroc_combined"] > 0.9  # the age check alone sees them
     assert "## Shift tests" in (tmp_path / "referral.md").read_text()
+    decision = report["decision"]
+    assert 0 < decision["action_threshold"] < 1  # chosen on validation: the card has none
+    rows = {(r["method"], r["kind"], r["fraction"]) for r in decision["rows"]}
+    for method in ("std", "logit_std", "mutual_information", "decision_flip"):
+        assert {(method, kind, 0.10) for kind in ("ranking", "policy")} <= rows
+    assert {("closeness", "ranking", 0.2), ("random", "ranking", 0.05)} <= rows
+    for row in decision["rows"]:
+        lo, hi = row["net_benefit_minus_matched_random_ci"]
+        assert lo <= row["net_benefit_minus_matched_random"] <= hi
+    assert "## Flags that change a decision" in (tmp_path / "referral.md").read_text()
 
 
 def test_report_referral_command_fits_the_guard_into_a_card(
@@ -142,3 +152,16 @@ def test_report_referral_command_fits_the_guard_into_a_card(
     load_model(model)  # the weights still match the card
     assert summary["flag_rates"]["validation"]["flagged"] == pytest.approx(0.10, abs=0.01)
     assert (model / "referral.md").is_file() and (model / "referral_curve.png").is_file()
+
+    argv = [*argv, "--action-threshold", "0.15"]
+    assert main(argv) == 0
+    decided = read_card(model)
+    assert decided["weights_sha256"] == trained["weights_sha256"]
+    decision = decided["decision"]
+    assert decision["action_threshold"] == 0.15 and decision["measure"] == "decision_flip"
+    # Near the budget as the ties of a k / 32 share allow (the card's N is 32 here).
+    assert 0.05 < decision["validation_flag_rate"] <= 0.11
+    assert load_model(model).card["decision"] == decision
+    report = json.loads((model / "referral.json").read_text())
+    shipped = report["decision"]["shipped_flag_rates"]["test"]["flagged"]
+    assert decided["metrics"]["flag_rate"] == shipped

@@ -12,6 +12,7 @@ from app.web.present import (
     case_view,
     count,
     days,
+    decision_words,
     diagnosis,
     event_view,
     reason,
@@ -138,3 +139,23 @@ def test_reasons_in_words() -> None:
     assert reason("out_of_distribution:time_in_hospital") == "Unusual length of stay"
     assert reason("out_of_distribution:A1Cresult") == "Unusual A1Cresult"
     assert reason("something_new") == "Something new"
+
+
+def test_a_decision_case_shows_the_threshold_the_action_and_the_flip_share() -> None:
+    case = item()
+    case.reasons = ["decision_uncertain"]
+    case.threshold, case.action_threshold, case.decision_flip_probability = 0.36, 0.2, 0.42
+    view = case_view(case)
+    assert view.decision == (
+        "Risk at or above the action threshold of 20.0%: act (e.g. enrol). 42.0% of the model's"
+        " passes put the risk on the other side, so this decision could go either way."
+    )
+    assert (view.measure_value, view.threshold) == ("42.0%", "36.0%")
+    assert view.reasons == ["Decision could flip"]
+    assert decision_words(0.1, 0.2, 0.01) == (
+        "Risk below the action threshold of 20.0%: do not act. 1.0% of the model's passes put"
+        " the risk on the other side."
+    )
+    # A case stored before decisions were kept shows the std as it was flagged.
+    old = case_view(item())
+    assert old.decision is None and old.measure_label == "Uncertainty SD"
