@@ -157,7 +157,9 @@ class MCDropoutEngine:
             raise ValueError(f"cut must be a finite logit, got {cut!r}")
         with torch.inference_mode():
             out, hidden = self._run(x, n_samples, used_seed, cut)
-        mean, std, se, mi, low, high, above = torch.from_numpy(out).unbind()
+        mean, std, se, mi, low, high, _ = torch.from_numpy(out).unbind()
+        # NOTE: the summary is float32; a share is a count out of N, so it is given exactly.
+        above = torch.from_numpy(np.rint(out[6].astype(np.float64) * n_samples) / n_samples)
         return MCDropoutResult(
             mean=mean,
             std=std,

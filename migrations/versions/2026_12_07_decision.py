@@ -1,7 +1,7 @@
 """decision: the action threshold and the decision-flip probability per review item
 
 Revision ID: 7d1e4b9c2a08
-Revises: 7d1e4b9c2a05
+Revises: 7d1e4b9c2a06
 Create Date: 2026-12-07 09:00:00+00:00
 
 Two nullable columns added in place (no table rebuild). Items stored before have neither:
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7d1e4b9c2a08"
-down_revision: str | None = "7d1e4b9c2a05"
+down_revision: str | None = "7d1e4b9c2a06"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

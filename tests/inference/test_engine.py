@@ -288,8 +288,9 @@ def test_share_above_counts_the_passes_at_or_above_the_cut() -> None:
     cut = float(np.median(logits))
     result = engine.predict(x, n_samples=50, cut=cut)
     assert result.share_above is not None
-    expected = (logits >= np.float32(cut)).mean(axis=1)
-    assert torch.equal(result.share_above, torch.from_numpy(expected.astype(np.float32)))
+    expected = (logits >= np.float32(cut)).sum(axis=1) / 50  # exact: a count out of N
+    assert result.share_above.dtype == torch.float64
+    assert torch.equal(result.share_above, torch.from_numpy(expected))
     assert 0 < float(result.share_above.mean()) < 1
     # The pass logits are the passes the summaries come from.
     probs = 1 / (1 + np.exp(-logits.astype(np.float64)))
