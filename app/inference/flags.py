@@ -57,10 +57,12 @@ def acts(probability: np.ndarray, action_threshold: float) -> np.ndarray:
 
 
 def decision_flip(
-    probability: np.ndarray, share_acting: np.ndarray, action_threshold: float
+    probability: np.ndarray, share_acting: np.ndarray, action_threshold: float, n_samples: int
 ) -> np.ndarray:
-    """The share of MC passes on the other side of the threshold from the recommended action,
-    given the share of passes whose calibrated risk is at or above it."""
+    """The share of the N MC passes on the other side of the threshold from the recommended
+    action, given the share of passes whose calibrated risk is at or above it."""
     acting = np.asarray(share_acting, dtype=np.float64)
-    out: np.ndarray = np.where(acts(probability, action_threshold), 1.0 - acting, acting)
+    flip = np.where(acts(probability, action_threshold), 1.0 - acting, acting)
+    # NOTE: a count out of N, made exact: `1 - k/N` is off by an ulp, enough to tip a tie.
+    out: np.ndarray = np.rint(flip * n_samples) / n_samples
     return out

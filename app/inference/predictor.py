@@ -147,7 +147,7 @@ class Predictor:
         measure = std_array
         if self.action_threshold is not None:
             acting = share_acting(_per_row(result.share_above, rows), self.calibration)
-            flip_array = decision_flip(probability_array, acting, self.action_threshold)
+            flip_array = decision_flip(probability_array, acting, self.action_threshold, n_samples)
             if self.flags_decision:
                 measure = flip_array
             flip = flip_array.tolist()

@@ -233,7 +233,7 @@ def _flip(card: Mapping[str, Any], scores: MCScores) -> np.ndarray:
     probability = apply_calibration(scores.mean, card.get("calibration"))
     threshold = float(card["decision"]["action_threshold"])
     acting = share_acting(scores.share_above, card.get("calibration"))
-    return decision_flip(probability, acting, threshold)
+    return decision_flip(probability, acting, threshold, scores.n_samples)
 
 
 def _refit_decision_level(

@@ -79,7 +79,8 @@ def pass_scores(
     probability = calibrate(mean, calibration)
     # NOTE: the same float32 comparison as the engine's `share_above`, so the numbers match.
     above = (np.asarray(logits) >= np.float32(logit_cut(threshold, calibration))).mean(axis=1)
-    flip = decision_flip(probability, share_acting(above, calibration), threshold)
+    acting = share_acting(above, calibration)
+    flip = decision_flip(probability, acting, threshold, np.asarray(logits).shape[1])
     return PassScores(probability, p.std(axis=1, ddof=1), z.std(axis=1, ddof=1), mi, flip)
 
 

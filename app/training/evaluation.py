@@ -16,6 +16,7 @@ class MCScores:
     mean: np.ndarray
     std: np.ndarray
     share_above: np.ndarray | None = None
+    n_samples: int = 0  # the passes behind each share
 
 
 def mc_scores(
@@ -30,6 +31,7 @@ def mc_scores(
         mean=result.mean.double().numpy(),
         std=result.std.double().numpy(),
         share_above=None if cut is None or above is None else above.double().numpy(),
+        n_samples=n_samples,
     )
 
 
