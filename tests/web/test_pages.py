@@ -236,3 +236,45 @@ async def test_a_case_shows_the_range_of_its_calibrated_passes(
         session.commit()
     page = (await client.get(f"/review/cases/{item_id}")).text
     assert "<strong>not recorded</strong>" in page and band not in page
+
+
+async def test_resolve_records_the_clinicians_risk_estimate(client, page_keys, encounters) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    url = f"/review/cases/{item_id}/resolve"
+    form = {"csrf_token": token, "outcome": "agree", "note": "seen on the ward"}
+    for typed, words in [
+        ("high", "Your risk estimate &#39;high&#39; is not a number"),
+        ("150", "must lie between 0% and 100%"),
+        ("nan", "must lie between 0% and 100%"),
+    ]:
+        refused = await client.post(url, data={**form, "risk": typed})
+        assert refused.status_code == 422, typed
+        assert words in refused.text and "such as 25 for 25%" in refused.text
+        assert f'value="{typed}"' in refused.text and "seen on the ward</textarea>" in refused.text
+        assert 'value="agree" required checked' in refused.text
+    resolved = await client.post(url, data={**form, "risk": "35 %"})
+    assert resolved.status_code == 303
+    page = (await client.get(resolved.headers["location"])).text
+    assert 'id="case-clinician-risk">35.0%<' in page
+    assert "Resolved: Agree with the model · clinician&#39;s risk estimate 35.0%" in page
+    api = await client.get(
+        f"/review-queue/{item_id}", headers={"Authorization": f"Bearer {page_keys['clinician']}"}
+    )
+    assert api.json()["clinician_risk"] == pytest.approx(0.35)
+
+
+async def test_resolve_without_an_estimate_says_none_was_given(
+    client, page_keys, encounters
+) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    form = {"csrf_token": token, "outcome": "override", "risk": ""}
+    resolved = await client.post(f"/review/cases/{item_id}/resolve", data=form)
+    assert resolved.status_code == 303
+    page = (await client.get(resolved.headers["location"])).text
+    assert 'id="case-clinician-risk">Not given<' in page
