@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import ItemId, SessionDep, SettingsDep
-from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
+from app.api.page_auth import PageAuth, PageAuthDep, away_from_queue, refused_post
 from app.auth.service import Principal
 from app.core.errors import AppError, BadRequestError
 from app.review import service, workflow
@@ -102,8 +102,8 @@ QueueDep = Annotated[QueueRequest, Depends(_queue_request)]
 def queue_page(request: Request, queue: QueueDep) -> Response:
     """The queue: flagged cases with their uncertainty, clinical summary, status and holder."""
     auth = queue.auth
-    if auth.principal is None:
-        return to_sign_in()
+    if auth.clinician is None:
+        return away_from_queue(auth)
     try:
         context = queue.context()
     except AppError as exc:  # a stale or foreign cursor
@@ -119,7 +119,7 @@ def queue_page(request: Request, queue: QueueDep) -> Response:
 @router.get("/list", response_class=HTMLResponse)
 def queue_fragment(request: Request, queue: QueueDep) -> Response:
     """The list alone, for the page's script to refresh in place."""
-    if queue.auth.principal is None:
+    if queue.auth.clinician is None:
         return HTMLResponse("Signed out", status_code=401, headers={"Cache-Control": "no-store"})
     try:
         context = queue.context()
@@ -164,8 +164,8 @@ def case_page(
     request: Request, item_id: ItemId, auth: PageAuthDep, session: SessionDep, done: str = ""
 ) -> Response:
     """One case: the encounter, its uncertainty, the audit trail, and claim or resolve."""
-    if auth.principal is None:
-        return to_sign_in()
+    if auth.clinician is None:
+        return away_from_queue(auth)
     return _case_page(request, auth, session, item_id, notice=NOTICES.get(done))
 
 
@@ -181,13 +181,13 @@ def _case_action(
 ) -> Response:
     """Run one change to a case for the signed-in clinician; its error shows on the case page,
     with what the clinician had typed (`draft`) still in the form."""
-    if auth.principal is None:
-        return to_sign_in()
+    if auth.clinician is None:
+        return away_from_queue(auth)
     refused = refused_post(request, auth, csrf_token)
     if refused is not None:
         return refused
     try:
-        act(auth.principal)
+        act(auth.clinician)
     except AppError as exc:
         return _case_page(
             request,
