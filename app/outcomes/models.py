@@ -1,4 +1,4 @@
-"""What the outcome domain keeps: each scored encounter, its reported outcome and the audit trail."""
+"""What the outcome domain keeps: each scored encounter, its outcome and the audit trail."""
 
 from datetime import date, datetime
 
