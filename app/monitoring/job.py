@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from app.core.config import MonitoringSettings
 from app.db.session import UNAVAILABLE_ERRORS, Database
+from app.monitoring.clinicians import add_clinicians, read_reviewed
 from app.monitoring.performance import performance
 from app.monitoring.reading import read_rows
 
@@ -60,12 +61,20 @@ class PerformanceJob:
             started = time.perf_counter()
             with self.database.connect() as connection:
                 rows = read_rows(connection, now - timedelta(days=BACKLOG_DAYS))
+                reviewed = read_reviewed(connection)
             versions = performance(
                 rows,
                 today=now.date(),
                 windows_days=self.settings.windows_days,
                 min_outcomes=self.settings.min_outcomes,
                 references=self.references,
+            )
+            add_clinicians(
+                versions,
+                reviewed,
+                today=now.date(),
+                windows_days=self.settings.windows_days,
+                min_outcomes=self.settings.min_outcomes,
             )
             snapshot = {
                 "computed_at": now.isoformat(),
