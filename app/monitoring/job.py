@@ -60,7 +60,7 @@ class PerformanceJob:
         with self._compute:
             started = time.perf_counter()
             with self.database.connect() as connection:
-                rows = read_rows(connection, now - timedelta(days=BACKLOG_DAYS))
+                rows = read_rows(connection, (now - timedelta(days=BACKLOG_DAYS)).date())
                 reviewed = read_reviewed(connection)
             versions = performance(
                 rows,

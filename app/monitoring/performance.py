@@ -54,20 +54,27 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def cohort_figures(y: np.ndarray, p: np.ndarray, min_outcomes: int) -> dict[str, Any]:
-    """n, events and every figure of one cohort; the figures null below `min_outcomes`."""
+def cohort_figures(
+    y: np.ndarray, p: np.ndarray, min_outcomes: int, *, whole: bool = True
+) -> dict[str, Any]:
+    """n, events and every figure of one cohort; the figures null below `min_outcomes`.
+    Without `whole`, no AUROC interval and no calibration intercept (a month's line)."""
     n, events = len(y), int(y.sum())
     out: dict[str, Any] = {"n": n, "events": events}
     if n < min_outcomes or n == 0:
         return {**out, **dict.fromkeys(_FIGURES)}
-    lo, hi = bootstrap_auroc_ci_grouped(y, p, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+    lo, hi = float("nan"), float("nan")
+    if whole:
+        lo, hi = bootstrap_auroc_ci_grouped(
+            y, p, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED
+        )
     both = _finite(lo) is not None and _finite(hi) is not None
     return {
         **out,
         "auroc": _finite(auroc(y, p)),
         "auroc_ci": [lo, hi] if both else None,
         "brier": _finite(brier(y, p)),
-        "calibration_intercept": _finite(calibration_intercept(y, p)),
+        "calibration_intercept": _finite(calibration_intercept(y, p)) if whole else None,
         "calibration_slope": _finite(calibration_slope(y, p)),
         "ece": _finite(ece(y, p)),
         "observed_rate": events / n,
@@ -134,7 +141,7 @@ def _months(
     for month in np.unique(months):
         members = months == month
         ym, pm, fm = y[members], p[members], flagged[members]
-        figures = cohort_figures(ym, pm, min_outcomes)
+        figures = cohort_figures(ym, pm, min_outcomes, whole=False)
         events = int(ym.sum())
         out.append(
             {
