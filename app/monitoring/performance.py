@@ -153,6 +153,8 @@ def _months(
                 "ece": figures["ece"],
                 "flag_rate": float(fm.mean()),
                 "flagged_readmitted_share": int(ym[fm].sum()) / events if events else None,
+                # the other way round: of the flagged cases, the share later readmitted
+                "flagged_readmitted_rate": int(ym[fm].sum()) / int(fm.sum()) if fm.any() else None,
             }
         )
     return out

@@ -39,6 +39,12 @@ def _number(value: Any) -> float:
     return float(value) if ok and math.isfinite(value) else math.nan
 
 
+def _rate(cohort: Mapping[str, Any]) -> float | None:
+    """A cohort's readmission rate from its counts (known even where its figures are not)."""
+    n = cohort.get("n") or 0
+    return (cohort.get("events") or 0) / n if n else None
+
+
 def _months(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(data.get("over_time") or [])
 
@@ -69,14 +75,15 @@ def texts(data: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Ch
         )
     else:
         trend = "Too few outcomes in any month for an AUROC."
-    flagged = [m for m in months if m.get("flag_rate") is not None]
+    flagged = [m for m in months if m.get("flagged_readmitted_rate") is not None]
     if flagged:
         last = flagged[-1]
         flags = (
-            f"In {last['month']}, {share(last['flag_rate'])} of encounters were flagged and "
-            f"{share(last.get('flagged_readmitted_share')) or 'an unknown share'} of flagged ones "
-            f"were readmitted, against {share(everyone.get('observed_rate')) or 'unknown'} of all"
-            " in the window."
+            f"In {last['month']}, {share(last['flag_rate'])} of encounters were flagged; "
+            f"{share(last.get('flagged_readmitted_rate')) or 'an unknown share'} of the flagged "
+            f"were readmitted, against {share(_rate(everyone)) or 'unknown'} of all in the "
+            f"window; {share(last.get('flagged_readmitted_share')) or 'an unknown share'} of "
+            "readmissions had been flagged."
         )
     else:
         flags = "No flag rates yet."
@@ -99,6 +106,13 @@ def _style(ax: Axes) -> None:
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def _month_ticks(ax: Axes, labels: list[str]) -> None:
+    """Month labels under the axis: every other one past eight months, slanted past four."""
+    step = 2 if len(labels) > 8 else 1
+    ticks = list(range(0, len(labels), step))
+    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=45 if len(labels) > 4 else 0)
 
 
 def reliability(data: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
@@ -149,7 +163,7 @@ def over_time(data: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
         ax.set_ylabel(name)
         _style(ax)
         ax.legend(loc="best", frameon=False)
-    axes[-1].set_xticks(x, labels, rotation=45 if len(labels) > 6 else 0)
+    _month_ticks(axes[-1], labels)
     axes[-1].set_xlabel("Month of discharge")
     if not months:
         axes[0].text(0.5, 0.5, "no months yet", transform=axes[0].transAxes, ha="center")
@@ -160,25 +174,26 @@ def flags(data: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
     """The flag rate and the share of flagged cases readmitted, by month, beside the window's
     readmission rate."""
     months = _months(data)
-    labels = [str(m.get("month")) for m in months]
     x = list(range(len(months)))
-    figure = Figure(figsize=(4.4, 3.2), layout="constrained")
+    figure = Figure(figsize=(4.4, 3.9), layout="constrained")
     ax = figure.add_subplot()
-    rate = [_number(m.get("flag_rate")) for m in months]
-    readmitted = [_number(m.get("flagged_readmitted_share")) for m in months]
-    ax.plot(x, rate, color=BLUE, marker="o", linewidth=1.5, label="Flagged for review")
-    ax.plot(
-        x, readmitted, color=ORANGE, marker="s", linewidth=1.5, label="Flagged, then readmitted"
-    )
-    observed = _number(((data.get("cohorts") or {}).get("all") or {}).get("observed_rate"))
+    lines = [
+        ("flag_rate", "Flagged", BLUE, "o", "-"),
+        ("flagged_readmitted_rate", "Flagged, readmitted", ORANGE, "s", "-"),
+        ("flagged_readmitted_share", "Readmissions flagged", GREEN, "^", ":"),
+    ]
+    for key, label, colour, marker, style in lines:
+        values = [_number(m.get(key)) for m in months]
+        ax.plot(x, values, color=colour, marker=marker, linestyle=style, linewidth=1.5, label=label)
+    observed = _number(_rate((data.get("cohorts") or {}).get("all") or {}))
     if not math.isnan(observed):
-        ax.axhline(observed, color=GREY, linestyle="--", linewidth=1, label="Readmitted, all cases")
-    ax.set_ylim(0, max([0.1, *[v * 1.2 for v in rate + readmitted if not math.isnan(v)]]))
+        ax.axhline(observed, color=GREY, linestyle="--", linewidth=1, label="All readmitted")
+    ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xticks(x, labels, rotation=45 if len(labels) > 6 else 0)
+    _month_ticks(ax, [str(m.get("month")) for m in months])
     ax.set_xlabel("Month of discharge")
     _style(ax)
-    ax.legend(loc="upper left", frameon=False)
+    figure.legend(loc="outside lower center", ncols=2, frameon=False, fontsize="small")
     return _svg(figure)
 
 

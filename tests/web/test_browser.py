@@ -1,7 +1,6 @@
 """The review page driven in headless Chromium against the real app served by uvicorn."""
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -187,74 +186,4 @@ def test_queue_page_screenshot(browser, live_server, encounters, artifacts_dir) 
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(DOCS_SCREENSHOT))
         shrink_png(DOCS_SCREENSHOT)
-    page.context.close()
-
-
-HEALTH_SCREENSHOT = DOCS_SCREENSHOT.with_name("model-health.png")
-# NOTE: registered before any page script runs; the page's own CSP cannot block it.
-CSP_WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
-});
-"""
-
-
-def test_model_health_shows_charts_and_subgroups(
-    browser, live_server, encounters, data_file, artifacts_dir
-) -> None:
-    from tests.web.health_support import outcomes_body, with_discharges
-
-    sent = with_discharges(encounters[:400])
-    flagged = predict(live_server, sent)
-    with httpx.Client(base_url=live_server.url, headers=live_server.bearer("clinician")) as ada:
-        for i, answer in enumerate(flagged[:12]):
-            item = f"/review-queue/{answer['review_item_id']}"
-            assert ada.post(f"{item}/claim").status_code == 200
-            # a clinician who leans a little above the model, and sometimes well above it
-            risk = min(1.0, answer["probability"] * (1.3 if i % 2 else 2.0))
-            body = {"outcome": "agree", "clinician_risk": round(risk, 3)}
-            assert ada.post(f"{item}/resolve", json=body).status_code == 200
-    posted = httpx.post(
-        f"{live_server.url}/outcomes",
-        json=outcomes_body(data_file, sent),
-        headers=live_server.bearer("ehr"),
-        timeout=60,
-    )
-    assert posted.status_code == 200, posted.text
-    live_server.app.state.performance_job.run_once()
-
-    page = signed_in_page(browser, live_server, "clinician")
-    console: list[str] = []
-    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    page.add_init_script(CSP_WATCH)
-    with page.expect_navigation():
-        page.get_by_role("link", name="Model health").click()
-    page.get_by_label("Window", exact=True).select_option("365d")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Show").click()
-    page.wait_for_load_state("networkidle")
-    assert page.url.endswith("window=365d")
-    for name in ("Reliability", "AUROC and calibration", "Flag rate"):
-        chart = page.get_by_role("img", name=re.compile(name))
-        assert chart.is_visible()
-        assert chart.evaluate("img => img.complete && img.naturalWidth > 200")
-    table = page.locator("#subgroups")
-    assert table.is_visible()
-    assert table.locator("tbody tr").count() > 8
-    assert "too few outcomes" in table.inner_text()
-    assert "Age" in table.inner_text() and "Admission type" in table.inner_text()
-    clinicians = page.locator("#clinicians")
-    assert page.locator("#clinicians-n").inner_text() == "12"
-    assert "inside the model's range" in clinicians.inner_text()
-    assert page.evaluate("window.__cspViolations") == []
-    assert not [m for m in console if "Content Security Policy" in m or m.startswith("error")]
-    overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
-    assert overflow is False, "the page should fit a 1280px window without sideways scrolling"
-    path = artifacts_dir / "model-health.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 20_000
-    if os.environ.get(UPDATE_DOCS_ENV) == "1":
-        page.screenshot(path=str(HEALTH_SCREENSHOT), full_page=True)
-        shrink_png(HEALTH_SCREENSHOT)
     page.context.close()
