@@ -78,9 +78,11 @@ def test_clinician_claims_and_resolves_a_flagged_case(
     page.get_by_label("Override the model").check()
     note = "<b>Recent discharge</b>; will call the GP & review meds"
     page.get_by_label("Note").fill(note)
+    page.get_by_label("Your risk estimate").fill("35")
     with page.expect_navigation():
         page.get_by_role("button", name="Record outcome").click()
     assert page.locator("#case-status").inner_text() == "Resolved"
+    assert page.locator("#case-clinician-risk").inner_text() == "35.0%"
     assert page.locator("#case-outcome").inner_text() == "Override the model"
     assert page.locator("#case-note").inner_text() == note  # shown as text, not markup
     assert page.locator("#case-note b").count() == 0
