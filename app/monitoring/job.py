@@ -1,19 +1,24 @@
-"""The periodic job: live performance recomputed every `interval_s` on a thread of its own.
+"""The periodic job: live performance recomputed every `interval_s`, from a thread of its own.
 
 Never on the event loop and never per scrape: a scrape and `GET /monitoring/performance` read
-the last snapshot. With several workers (`PROMETHEUS_MULTIPROC_DIR` set) one worker, the holder
-of a lock file there, computes and writes the snapshot beside it; the others read that file.
+the last snapshot. Once started, the thread hands each computation to a child process at a
+lower priority: reading a million rows builds millions of Python objects, which in the
+serving process would hold the interpreter lock the event loop needs. With several workers
+(`PROMETHEUS_MULTIPROC_DIR` set) one worker, the holder of a lock file there, computes and
+writes the snapshot beside it; the others read that file.
 """
 
 import contextlib
 import fcntl
 import json
 import logging
+import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,21 +57,20 @@ class PerformanceJob:
         self._compute = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._process: ProcessPoolExecutor | None = None
 
     def run_once(self, now: datetime | None = None) -> dict[str, Any]:
-        """Read every score with its outcome, compute the figures, keep them as the snapshot."""
+        """Read every score with its outcome, compute the figures, keep them as the snapshot
+        (in the child process once `start` made one, else in this thread)."""
         now = now or datetime.now(UTC)
         with self._compute:
             started = time.perf_counter()
-            with self.database.connect() as connection:
-                rows = read_rows(connection, (now - timedelta(days=BACKLOG_DAYS)).date())
-            versions = performance(
-                rows,
-                today=now.date(),
-                windows_days=self.settings.windows_days,
-                min_outcomes=self.settings.min_outcomes,
-                references=self.references,
-            )
+            task = (now.date(), self.settings.windows_days, self.settings.min_outcomes)
+            if self._process is None:
+                versions = _versions(self.database, self.references, *task)
+            else:
+                url = self.database.url
+                versions = self._process.submit(_in_child, url, self.references, *task).result()
             snapshot = {
                 "computed_at": now.isoformat(),
                 "interval_s": self.settings.interval_s,
@@ -87,6 +91,11 @@ class PerformanceJob:
     def start(self) -> None:
         """Run every `interval_s` on a daemon thread, the first run now."""
         self._stop.clear()
+        if _is_file(self.database):
+            # NOTE: spawned, not forked: the serving process holds torch and its threads.
+            self._process = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+            )
         self._thread = threading.Thread(target=self._loop, name="performance job", daemon=True)
         self._thread.start()
 
@@ -95,15 +104,14 @@ class PerformanceJob:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._process is not None:
+            self._process.shutdown(wait=False, cancel_futures=True)
+            self._process = None
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
 
     def _loop(self) -> None:
-        # NOTE: a lower priority for this thread alone (Linux schedules threads as tasks), so
-        # the event loop's thread gets the CPU first when both want it.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
         while not self._stop.is_set():
             if self._leads():
                 try:
@@ -135,6 +143,48 @@ class PerformanceJob:
             if mtime != self._read_mtime:
                 self._snapshot = json.loads(path.read_text())
                 self._read_mtime = mtime
+
+
+def _versions(
+    database: Database,
+    references: Mapping[str, Mapping[str, Any]],
+    today: date,
+    windows_days: Sequence[int],
+    min_outcomes: int,
+) -> dict[str, Any]:
+    """The figures of every model version over `database`'s scores and outcomes."""
+    with database.connect() as connection:
+        rows = read_rows(connection, today - timedelta(days=BACKLOG_DAYS))
+    return performance(
+        rows,
+        today=today,
+        windows_days=windows_days,
+        min_outcomes=min_outcomes,
+        references=references,
+    )
+
+
+_CHILD_DATABASES: dict[str, Database] = {}
+
+
+def _in_child(url: str, *args: Any) -> dict[str, Any]:
+    """`_versions` in the child process, on a database kept open between runs."""
+    database = _CHILD_DATABASES.get(url)
+    if database is None:
+        database = _CHILD_DATABASES[url] = Database(url)
+    return _versions(database, *args)
+
+
+def _lower_priority() -> None:
+    """The child yields the CPU to the serving process when both want it."""
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
+
+
+def _is_file(database: Database) -> bool:
+    """Whether another process can open the same database (not SQLite in memory)."""
+    url = database.engine.url
+    return url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
 
 
 def _write_atomically(path: Path, snapshot: Mapping[str, Any]) -> None:
