@@ -22,10 +22,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from sqlalchemy import func, select
+
 from app.core.config import MonitoringSettings
 from app.db.session import UNAVAILABLE_ERRORS, Database
 from app.monitoring.performance import performance
 from app.monitoring.reading import read_rows
+from app.outcomes.scored import SCORED
 
 log = logging.getLogger(__name__)
 # Scored this long ago and still no outcome: counted in the backlog.
@@ -33,6 +36,9 @@ BACKLOG_DAYS: Final = 45
 _LOCK: Final = "triage-performance.lock"
 _SNAPSHOT: Final = "triage-performance.json"
 _NICENESS: Final = 10
+# NOTE: below this many stored scores a computation takes milliseconds and runs in this
+# process; a child's start (seconds of imports) would cost more than it saves.
+CHILD_FROM_ROWS: Final = 20_000
 
 
 class PerformanceJob:
@@ -45,10 +51,12 @@ class PerformanceJob:
         *,
         references: Mapping[str, Mapping[str, Any]],
         shared_dir: str | None = None,
+        child_from_rows: int = CHILD_FROM_ROWS,
     ) -> None:
         self.database = database
         self.settings = settings
         self.references = references
+        self.child_from_rows = child_from_rows
         self._shared = Path(shared_dir) if shared_dir else None
         self._snapshot: dict[str, Any] | None = None
         self._read_mtime = 0.0
@@ -61,12 +69,13 @@ class PerformanceJob:
 
     def run_once(self, now: datetime | None = None) -> dict[str, Any]:
         """Read every score with its outcome, compute the figures, keep them as the snapshot
-        (in the child process once `start` made one, else in this thread)."""
+        (in the child process once `start` made one and `child_from_rows` scores are stored,
+        else in this thread)."""
         now = now or datetime.now(UTC)
         with self._compute:
             started = time.perf_counter()
             task = (now.date(), self.settings.windows_days, self.settings.min_outcomes)
-            if self._process is None:
+            if self._process is None or self._stored() < self.child_from_rows:
                 versions = _versions(self.database, self.references, *task)
             else:
                 url = self.database.url
@@ -81,6 +90,10 @@ class PerformanceJob:
             if self._shared is not None and self._leader:
                 _write_atomically(self._shared / _SNAPSHOT, snapshot)
             return snapshot
+
+    def _stored(self) -> int:
+        with self.database.connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(SCORED)) or 0)
 
     def snapshot(self) -> dict[str, Any] | None:
         """The last snapshot (this worker's, or the computing worker's file); None before one."""
