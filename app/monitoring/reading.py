@@ -5,6 +5,7 @@ the categorical ones into one text, since creating the Python objects of a row, 
 query, is most of the cost of reading a million rows.
 """
 
+import gc
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, Final
@@ -41,6 +42,7 @@ _SELECT: Final = """
     LEFT JOIN outcomes AS o
         ON o.encounter_id = s.encounter_id AND o.model_version = s.model_version
 """
+_READ_TIMEOUT: Final = "SET LOCAL statement_timeout = '300s'"
 SUBGROUP_COLUMNS: Final = ("age", "gender", "race", "admission_type")
 
 
@@ -53,12 +55,23 @@ def read_rows(connection: Connection, overdue_before: date) -> Rows:
         day=day, overdue=overdue.format(cutoff=overdue_before.isoformat()), sep=sep
     )
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    # NOTE: a million rows are millions of new objects at once, which would set off one
+    # collection after another (the service's own objects included) for nothing: they are
+    # freed by reference counting once read.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
+        if connection.dialect.name == "postgresql":
+            # NOTE: the service's statement timeout is sized for a request, not for this read.
+            cursor.execute(_READ_TIMEOUT)
         cursor.execute(sql)
         records = cursor.fetchall()
+        columns: list[Sequence[Any]] = list(zip(*records, strict=True)) if records else [()] * 3
+        del records
     finally:
         cursor.close()
-    columns: list[Sequence[Any]] = list(zip(*records, strict=True)) if records else [(), (), ()]
+        if collecting:
+            gc.enable()
     packed = np.asarray(columns[1], dtype=np.int64)
     keys, labels = pd.factorize(np.asarray(columns[2], dtype=object), sort=True)
     parts = [str(label).split(_SEPARATOR) for label in labels]

@@ -21,7 +21,7 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
     negatives = np.sort(scores[~positive])
     if len(negatives) in (0, len(scores)):
         return float("nan")
-    high = scores[positive]
+    high = np.sort(scores[positive])  # NOTE: sorted queries walk the negatives in order
     below = np.searchsorted(negatives, high, side="left")
     tied = np.searchsorted(negatives, high, side="right") - below
     wins = 2 * int(below.sum()) + int(tied.sum())  # NOTE: twice the wins, in integers
@@ -62,6 +62,7 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
 
 
 _LOGIT_EPS: Final = 1e-12
+_NORMAL_CELL: Final = 100
 _NEWTON_STEPS: Final = 50
 
 
@@ -185,8 +186,14 @@ def bootstrap_auroc_ci_grouped(
     rng = np.random.default_rng(seed)
     # NOTE: each cell's count Poisson(its size): the Poisson bootstrap, which weighs every row
     # Poisson(1) times, where the classic one draws n rows (a multinomial, slower to draw).
-    counts = rng.poisson(cells, size=(resamples, 2 * n_groups)).reshape(resamples, n_groups, 2)
-    neg, pos = counts[:, :, 0], counts[:, :, 1]
+    # Cells of 100 rows or more draw from the normal approximation N(size, size), rounded,
+    # several times cheaper and within a skewness of 0.1 of the Poisson.
+    counts = np.empty((resamples, 2 * n_groups), dtype=np.int64)
+    large = cells >= _NORMAL_CELL
+    counts[:, ~large] = rng.poisson(cells[~large], size=(resamples, int((~large).sum())))
+    spread = rng.standard_normal((resamples, int(large.sum()))) * np.sqrt(cells[large])
+    counts[:, large] = np.maximum(np.rint(cells[large] + spread), 0).astype(np.int64)
+    neg, pos = counts[:, 0::2], counts[:, 1::2]
     below = np.cumsum(neg, axis=1) - neg
     wins = np.sum(pos * (below + 0.5 * neg), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

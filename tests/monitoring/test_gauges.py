@@ -50,13 +50,16 @@ def test_one_worker_computes_and_the_others_read_its_snapshot(database_url, tmp_
     database = Database(database_url)
     settings = MonitoringSettings(interval_s=3600)
     try:
+        # NOTE: from 0 rows in the child process, as a large database is computed
         jobs = [
-            PerformanceJob(database, settings, references={}, shared_dir=str(tmp_path))
+            PerformanceJob(
+                database, settings, references={}, shared_dir=str(tmp_path), child_from_rows=0
+            )
             for _ in range(2)
         ]
         for job in jobs:
             job.start()
-        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        deadline = datetime.now(UTC) + timedelta(seconds=60)
         while any(job.snapshot() is None for job in jobs) and datetime.now(UTC) < deadline:
             anyio.run(anyio.sleep, 0.05)
         first, second = (job.snapshot() for job in jobs)
