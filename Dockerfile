@@ -24,8 +24,10 @@ RUN pip install . \
 
 USER triage
 
+# NOTE: matplotlib (the model health charts) keeps its font cache here: the home is not writable.
 ENV TRIAGE_DATABASE_URL=sqlite:////srv/triage/data/triage.db \
     PROMETHEUS_MULTIPROC_DIR=/tmp/triage-metrics \
+    MPLCONFIGDIR=/tmp/triage-matplotlib \
     WORKERS=2
 
 EXPOSE 8000

@@ -29,3 +29,5 @@ class Prediction(NamedTuple):
     action_threshold: float | None = None
     recommended_action: str | None = None
     decision_flip_probability: float | None = None
+    # The MC mean before calibration (what Platt is fitted on); None from a caller without it.
+    raw_probability: float | None = None

@@ -141,7 +141,8 @@ class Predictor:
             checked = self.guard.check_columns(columns, x, hidden)
         # NOTE: whole columns become Python floats in one `tolist()` call each.
         std_array = _per_row(result.std, rows)
-        probability_array = calibrate(_per_row(result.mean, rows), self.calibration)
+        mean = _per_row(result.mean, rows)
+        probability_array = calibrate(mean, self.calibration)
         actions: list[str | None] = [None] * rows
         flip: list[float | None] = [None] * rows
         measure = std_array
@@ -156,6 +157,7 @@ class Predictor:
         reasons = flag_reasons(measure, self.threshold, checked, reason=self.reason)
         std = std_array.tolist()
         probability = probability_array.tolist()
+        raw = mean.tolist()
         band_low, band_high = _calibrated_band(result, rows, self.calibration)
         se = _optional(result, "std_standard_error", rows)
         mi = _optional(result, "mutual_information", rows)
@@ -184,6 +186,7 @@ class Predictor:
                     action_threshold=self.action_threshold,
                     recommended_action=actions[k],
                     decision_flip_probability=flip[k],
+                    raw_probability=raw[k],
                 )
             )
         return predictions

@@ -58,6 +58,9 @@ class ReviewItemOut(BaseModel):
     assignee_key_id: int | None = Field(description="That key's id: who owns the case.")
     outcome: Outcome | None
     note: str | None
+    clinician_risk: float | None = Field(
+        description="The resolving clinician's own 30-day readmission risk (0-1), if given."
+    )
     created_at: datetime
     updated_at: datetime
     claimed_at: datetime | None
@@ -84,6 +87,15 @@ class ResolveIn(BaseModel):
 
     outcome: Outcome
     note: str | None = Field(default=None, max_length=4000)
+    clinician_risk: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Optional: your own estimate of the 30-day readmission risk, a probability"
+        " from 0 to 1 (0.25 for 25%); compared with the model's once outcomes are known.",
+    )
 
 
 class ReassignIn(BaseModel):

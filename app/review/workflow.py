@@ -120,9 +120,16 @@ def reassign(*, session: Session, item_id: int, actor: Principal, to_key_id: int
 
 
 def resolve(
-    *, session: Session, item_id: int, actor: Principal, outcome: Outcome, note: str | None
+    *,
+    session: Session,
+    item_id: int,
+    actor: Principal,
+    outcome: Outcome,
+    note: str | None,
+    clinician_risk: float | None = None,
 ) -> ReviewItem:
-    """Resolve an item the actor's key holds; 409 when it is not theirs or not in review."""
+    """Resolve an item the actor's key holds, with the clinician's own risk estimate if given;
+    409 when it is not theirs or not in review."""
     now = utcnow()
     changed = _move(
         session,
@@ -132,6 +139,7 @@ def resolve(
         status=ReviewStatus.RESOLVED.value,
         outcome=outcome.value,
         note=note,
+        clinician_risk=clinician_risk,
         resolved_at=now,
         updated_at=now,
     )
@@ -139,7 +147,9 @@ def resolve(
         raise ConflictError(
             _conflict_message(session, get_item(session=session, item_id=item_id), "resolve")
         )
-    detail = {"outcome": outcome.value}
+    detail: dict[str, Any] = {"outcome": outcome.value}
+    if clinician_risk is not None:
+        detail["clinician_risk"] = clinician_risk
     _event(session, item_id, ReviewStatus.IN_REVIEW, ReviewStatus.RESOLVED, actor, now, detail)
     session.commit()
     return _fresh(session, item_id)

@@ -62,6 +62,7 @@ class CaseView:
     assignee_key_id: int | None
     outcome_label: str | None
     note: str | None
+    clinician_risk: str | None  # the resolving clinician's own estimate, '35.0%'
     model_version: str
     probability: str
     interval: str | None  # '21.0%–34.5%', or None when the case has no band
@@ -222,6 +223,7 @@ def case_view(item: ReviewItem) -> CaseView:
         assignee_key_id=item.assignee_key_id,
         outcome_label=OUTCOME_WORDS.get(item.outcome) if item.outcome else None,
         note=item.note,
+        clinician_risk=None if item.clinician_risk is None else percent(item.clinician_risk),
         model_version=item.model_version,
         probability=percent(item.probability),
         interval=_band_words(item.band_low, item.band_high),
@@ -262,6 +264,9 @@ def event_view(event: ReviewEvent) -> EventView:
     elif event.to_status == "resolved":
         outcome = detail.get("outcome")
         change = f"Resolved: {OUTCOME_WORDS[outcome]}" if outcome in OUTCOME_WORDS else "Resolved"
+        risk = detail.get("clinician_risk")
+        if isinstance(risk, int | float) and not isinstance(risk, bool):
+            change += f" · clinician's risk estimate {percent(risk)}"
     else:
         change = f"{STATUS_WORDS.get(event.from_status, event.from_status)} → " + STATUS_WORDS.get(
             event.to_status, event.to_status

@@ -66,3 +66,13 @@ FIELD_WORDS: Final = {
     "diag_3": "additional diagnosis",
     "medical_specialty": "admitting specialty",
 }
+ADMISSION_TYPE_WORDS: Final = {
+    "1": "Emergency",
+    "2": "Urgent",
+    "3": "Elective",
+    "4": "Newborn",
+    "5": "Not available",
+    "6": "Not recorded",
+    "7": "Trauma center",
+    "8": "Not mapped",
+}

@@ -35,7 +35,7 @@ def signed_in_page(browser: Any, server: LiveServer, key_label: str) -> Any:
     page = context.new_page()
     page.goto(f"{server.url}/review")
     assert page.url.endswith("/review/sign-in")
-    page.get_by_label("Clinician API key").fill(server.keys[key_label])
+    page.get_by_label("Clinician or admin API key").fill(server.keys[key_label])
     with page.expect_navigation():
         page.keyboard.press("Enter")
     return page
@@ -78,9 +78,11 @@ def test_clinician_claims_and_resolves_a_flagged_case(
     page.get_by_label("Override the model").check()
     note = "<b>Recent discharge</b>; will call the GP & review meds"
     page.get_by_label("Note").fill(note)
+    page.get_by_label("Your risk estimate").fill("35")
     with page.expect_navigation():
         page.get_by_role("button", name="Record outcome").click()
     assert page.locator("#case-status").inner_text() == "Resolved"
+    assert page.locator("#case-clinician-risk").inner_text() == "35.0%"
     assert page.locator("#case-outcome").inner_text() == "Override the model"
     assert page.locator("#case-note").inner_text() == note  # shown as text, not markup
     assert page.locator("#case-note b").count() == 0
@@ -125,9 +127,8 @@ def test_a_second_clinician_cannot_claim_the_same_case(browser, live_server, enc
     ben.context.close()
 
 
-@pytest.mark.parametrize("role", ["ehr", "admin"])
-def test_other_roles_are_refused(browser, live_server, role) -> None:
-    page = signed_in_page(browser, live_server, role)
+def test_other_roles_are_refused(browser, live_server) -> None:
+    page = signed_in_page(browser, live_server, "ehr")
     assert page.url.endswith("/review/sign-in")
     assert "clinician keys only" in page.get_by_role("alert").inner_text()
     page.goto(f"{live_server.url}/review")

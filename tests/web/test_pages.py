@@ -67,12 +67,31 @@ async def test_clinician_signs_in_and_the_cookie_holds_no_key(client, page_keys)
     assert page.status_code == 200 and "Dr Ada Rivera" in page.text
 
 
-@pytest.mark.parametrize("role", ["ehr", "admin"])
-async def test_other_roles_are_refused(client, page_keys, role) -> None:
-    response = await sign_in(client, page_keys[role])
+async def test_other_roles_are_refused(client, page_keys) -> None:
+    response = await sign_in(client, page_keys["ehr"])
     assert response.status_code == 403
-    assert f"role &#39;{role}&#39;" in response.text and "clinician keys only" in response.text
+    assert "role &#39;ehr&#39;" in response.text and "clinician keys only" in response.text
     assert (await client.get("/review")).status_code == 303
+
+
+async def test_an_admin_sees_model_health_but_not_the_queue(client, page_keys, encounters) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    response = await sign_in(client, page_keys["admin"])
+    assert response.status_code == 303 and response.headers["location"] == "/review/health"
+    health = await client.get("/review/health")
+    assert health.status_code == 200 and "Key admin" in health.text
+    assert ">Review queue</a>" not in health.text
+    for path in ["/review", f"/review/cases/{item_id}"]:
+        away = await client.get(path)
+        assert away.status_code == 303 and away.headers["location"] == "/review/health"
+    assert (await client.get("/review/list")).status_code == 401
+    token = csrf(health.text)
+    claim = await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    assert claim.status_code == 303 and claim.headers["location"] == "/review/health"
+    api = await client.get(
+        f"/review-queue/{item_id}", headers={"Authorization": f"Bearer {page_keys['admin']}"}
+    )
+    assert api.json()["status"] == "pending"  # nothing changed
 
 
 async def test_unknown_key_is_refused(client) -> None:
@@ -236,3 +255,45 @@ async def test_a_case_shows_the_range_of_its_calibrated_passes(
         session.commit()
     page = (await client.get(f"/review/cases/{item_id}")).text
     assert "<strong>not recorded</strong>" in page and band not in page
+
+
+async def test_resolve_records_the_clinicians_risk_estimate(client, page_keys, encounters) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    url = f"/review/cases/{item_id}/resolve"
+    form = {"csrf_token": token, "outcome": "agree", "note": "seen on the ward"}
+    for typed, words in [
+        ("high", "Your risk estimate &#39;high&#39; is not a number"),
+        ("150", "must lie between 0% and 100%"),
+        ("nan", "must lie between 0% and 100%"),
+    ]:
+        refused = await client.post(url, data={**form, "risk": typed})
+        assert refused.status_code == 422, typed
+        assert words in refused.text and "such as 25 for 25%" in refused.text
+        assert f'value="{typed}"' in refused.text and "seen on the ward</textarea>" in refused.text
+        assert 'value="agree" required checked' in refused.text
+    resolved = await client.post(url, data={**form, "risk": "35 %"})
+    assert resolved.status_code == 303
+    page = (await client.get(resolved.headers["location"])).text
+    assert 'id="case-clinician-risk">35.0%<' in page
+    assert "Resolved: Agree with the model · clinician&#39;s risk estimate 35.0%" in page
+    api = await client.get(
+        f"/review-queue/{item_id}", headers={"Authorization": f"Bearer {page_keys['clinician']}"}
+    )
+    assert api.json()["clinician_risk"] == pytest.approx(0.35)
+
+
+async def test_resolve_without_an_estimate_says_none_was_given(
+    client, page_keys, encounters
+) -> None:
+    item_id = await flag_one(client, page_keys, encounters)
+    await sign_in(client, page_keys["clinician"])
+    token = csrf((await client.get("/review")).text)
+    await client.post(f"/review/cases/{item_id}/claim", data={"csrf_token": token})
+    form = {"csrf_token": token, "outcome": "override", "risk": ""}
+    resolved = await client.post(f"/review/cases/{item_id}/resolve", data=form)
+    assert resolved.status_code == 303
+    page = (await client.get(resolved.headers["location"])).text
+    assert 'id="case-clinician-risk">Not given<' in page

@@ -90,9 +90,15 @@ def reassign_item(
 def resolve_item(
     item_id: ItemId, body: ResolveIn, principal: ClinicianDep, session: SessionDep
 ) -> ReviewItemDetail:
-    """Record the outcome of an item your key holds."""
+    """Record the outcome of an item your key holds, and optionally your own risk estimate."""
     return _moved(
-        session, item_id, workflow.resolve, actor=principal, outcome=body.outcome, note=body.note
+        session,
+        item_id,
+        workflow.resolve,
+        actor=principal,
+        outcome=body.outcome,
+        note=body.note,
+        clinician_risk=body.clinician_risk,
     )
 
 

@@ -1,5 +1,6 @@
-"""The clinician review page's routes, by concern: signing in and out, the queue and its cases."""
+"""The review pages' routes, by concern: signing in and out, the queue and its cases, and
+model health."""
 
-from app.web.routes import cases, sign_in
+from app.web.routes import cases, health, sign_in
 
-ROUTERS = (sign_in.router, cases.router)
+ROUTERS = (sign_in.router, cases.router, health.router)

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import ItemId, SessionDep, SettingsDep
-from app.api.page_auth import PageAuth, PageAuthDep, refused_post, to_sign_in
+from app.api.page_auth import PageAuth, PageAuthDep, away_from_queue, refused_post
 from app.auth.service import Principal
 from app.core.errors import AppError, BadRequestError
 from app.review import service, workflow
@@ -35,6 +35,23 @@ NOTICES: Final = {
     "released": "You released this case. It is back in the queue for anyone to claim.",
 }
 MAX_NOTE: Final = 4000
+RISK_HELP: Final = "Enter your estimate as a percentage from 0 to 100, such as 25 for 25%."
+
+
+def clinician_risk(text: str) -> float | None:
+    """The form's percentage ('25', '25%', '12,5') as a probability; None when left empty."""
+    given = text.strip().removesuffix("%").strip().replace(",", ".")
+    if not given:
+        return None
+    try:
+        value = float(given)
+    except ValueError:
+        raise BadRequestError(
+            f"Your risk estimate '{text.strip()}' is not a number. {RISK_HELP}"
+        ) from None
+    if not 0 <= value <= 100:  # NOTE: also refuses nan; inf fails the range
+        raise BadRequestError(f"Your risk estimate must lie between 0% and 100%. {RISK_HELP}")
+    return value / 100
 
 
 @dataclass(frozen=True)
@@ -85,8 +102,8 @@ QueueDep = Annotated[QueueRequest, Depends(_queue_request)]
 def queue_page(request: Request, queue: QueueDep) -> Response:
     """The queue: flagged cases with their uncertainty, clinical summary, status and holder."""
     auth = queue.auth
-    if auth.principal is None:
-        return to_sign_in()
+    if auth.clinician is None:
+        return away_from_queue(auth)
     try:
         context = queue.context()
     except AppError as exc:  # a stale or foreign cursor
@@ -102,7 +119,7 @@ def queue_page(request: Request, queue: QueueDep) -> Response:
 @router.get("/list", response_class=HTMLResponse)
 def queue_fragment(request: Request, queue: QueueDep) -> Response:
     """The list alone, for the page's script to refresh in place."""
-    if queue.auth.principal is None:
+    if queue.auth.clinician is None:
         return HTMLResponse("Signed out", status_code=401, headers={"Cache-Control": "no-store"})
     try:
         context = queue.context()
@@ -120,6 +137,7 @@ def _case_page(
     error: str | None = None,
     notice: str | None = None,
     status_code: int = 200,
+    draft: dict[str, str] | None = None,
 ) -> HTMLResponse:
     try:
         item = service.get_item(session=session, item_id=item_id)
@@ -136,6 +154,7 @@ def _case_page(
         "error": error,
         "notice": notice,
         "max_note": MAX_NOTE,
+        "draft": draft or {},
     }
     return render(request, "case.html", context, status_code)
 
@@ -145,8 +164,8 @@ def case_page(
     request: Request, item_id: ItemId, auth: PageAuthDep, session: SessionDep, done: str = ""
 ) -> Response:
     """One case: the encounter, its uncertainty, the audit trail, and claim or resolve."""
-    if auth.principal is None:
-        return to_sign_in()
+    if auth.clinician is None:
+        return away_from_queue(auth)
     return _case_page(request, auth, session, item_id, notice=NOTICES.get(done))
 
 
@@ -158,18 +177,26 @@ def _case_action(
     csrf_token: str,
     act: Callable[[Principal], object],
     done: str,
+    draft: dict[str, str] | None = None,
 ) -> Response:
-    """Run one change to a case for the signed-in clinician; its error shows on the case page."""
-    if auth.principal is None:
-        return to_sign_in()
+    """Run one change to a case for the signed-in clinician; its error shows on the case page,
+    with what the clinician had typed (`draft`) still in the form."""
+    if auth.clinician is None:
+        return away_from_queue(auth)
     refused = refused_post(request, auth, csrf_token)
     if refused is not None:
         return refused
     try:
-        act(auth.principal)
+        act(auth.clinician)
     except AppError as exc:
         return _case_page(
-            request, auth, session, item_id, error=exc.message, status_code=exc.status_code
+            request,
+            auth,
+            session,
+            item_id,
+            error=exc.message,
+            status_code=exc.status_code,
+            draft=draft,
         )
     return RedirectResponse(f"/review/cases/{item_id}?done={done}", status_code=303)
 
@@ -216,9 +243,10 @@ def resolve_case(
     session: SessionDep,
     outcome: Annotated[str, Form(max_length=32)] = "",
     note: Annotated[str, Form()] = "",
+    risk: Annotated[str, Form(max_length=32)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Record the outcome and note of a case you hold."""
+    """Record the outcome and note of a case you hold, and your own risk estimate if given."""
 
     def act(actor: Principal) -> object:
         if outcome not in OUTCOME_WORDS:
@@ -231,6 +259,8 @@ def resolve_case(
             actor=actor,
             outcome=Outcome(outcome),
             note=note.strip() or None,
+            clinician_risk=clinician_risk(risk),
         )
 
-    return _case_action(request, auth, session, item_id, csrf_token, act, "resolved")
+    draft = {"outcome": outcome, "note": note, "risk": risk}
+    return _case_action(request, auth, session, item_id, csrf_token, act, "resolved", draft)

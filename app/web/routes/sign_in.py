@@ -15,7 +15,7 @@ from app.auth.models import Role
 from app.auth.service import authenticate
 from app.auth.sessions import end_session, start_session
 from app.core.errors import UnauthorizedError
-from app.web.auth import PAGE_ROLE, refusal_for
+from app.web.auth import PAGE_ROLES, home_for, refusal_for
 from app.web.render import render
 from app.web.session import clear_cookie, set_cookie
 
@@ -28,7 +28,7 @@ MAX_KEY: Final = 200
 def sign_in_page(request: Request, auth: PageAuthDep) -> Response:
     """The sign-in form (a signed-out session cookie carries its CSRF token)."""
     if auth.principal is not None:
-        return RedirectResponse("/review", status_code=303)
+        return RedirectResponse(home_for(auth.principal.role), status_code=303)
     return _sign_in_form(request, auth, error=None, status_code=200)
 
 
@@ -52,7 +52,7 @@ def sign_in(
     api_key: Annotated[str, Form(max_length=MAX_KEY)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Check a clinician key and start a signed session; other roles are refused."""
+    """Check a clinician or admin key and start a signed session; other roles are refused."""
     refused = refused_post(request, auth, csrf_token)
     if refused is not None:
         return refused
@@ -61,11 +61,11 @@ def sign_in(
     except UnauthorizedError:
         message = "That key was not recognised, or it has been revoked."
         return _sign_in_form(request, auth, error=message, status_code=401)
-    if principal.role != PAGE_ROLE or principal.key_id is None:
+    if principal.role not in PAGE_ROLES or principal.key_id is None:
         return _sign_in_form(
             request, auth, error=refusal_for(Role(principal.role)), status_code=403
         )
-    response = RedirectResponse("/review", status_code=303)
+    response = RedirectResponse(home_for(Role(principal.role)), status_code=303)
     # NOTE: a fresh nonce at sign-in, so a token seen before sign-in is worthless after it.
     key_id = principal.key_id
     web = auth.signer.new_session(key_id)
