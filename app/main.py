@@ -29,8 +29,12 @@ from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
 from app.inference.predictor import Prediction, Predictor, ScoringRequest
 from app.inference.repository import resolve_model_dir
 from app.inference.service import ScoringService
+from app.monitoring.collector import PerformanceCollector
+from app.monitoring.job import PerformanceJob
+from app.monitoring.routes import router as monitoring_router
 from app.observability.metrics import Metrics, multiprocess_dir
 from app.observability.turn import TurnBuffer
+from app.outcomes.routes import router as outcomes_router
 from app.review.metrics import ReviewQueueCollector
 from app.review.writer import ReviewWriter
 from app.web.render import STATIC_DIR
@@ -46,6 +50,8 @@ LIFESPAN_STATE: Final = (
     "predictor",
     "database",
     "queue_collector",
+    "performance_job",
+    "performance_collector",
 )
 
 
@@ -86,6 +92,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.batcher = batcher
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
+    performance_job = PerformanceJob(
+        database,
+        settings.monitoring,
+        references={predictor.model_version: predictor.loaded.card.get("metrics") or {}},
+        shared_dir=multiprocess_dir(),
+    )
+    app.state.performance_job = performance_job
+    app.state.performance_collector = PerformanceCollector(performance_job)
     review_writer = ReviewWriter(database, max_pending_writes=settings.inference.max_queue_size)
     await review_writer.start()
     app.state.review_writer = review_writer
@@ -111,10 +125,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # full collection no longer stalls requests; they are handed back at shutdown.
     gc.collect()
     gc.freeze()
+    performance_job.start()
     try:
         yield
     finally:
         gc.unfreeze()
+        performance_job.stop()
         await batcher.stop()
         await review_writer.stop()
         await assessment_writer.stop()
@@ -189,6 +205,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         metrics.router,
         cds_router,
+        outcomes_router,
+        monitoring_router,
     ):
         app.include_router(router)
     for router in PAGE_ROUTERS:

@@ -7,6 +7,7 @@ Alembic's environment and the schema tests import this module for the whole meta
 from app.auth.models import ApiKey, KeyEvent, PageSession
 from app.cds.models import CardFeedback, RiskAssessmentRecord
 from app.db.base import Base
+from app.outcomes.models import OutcomeEvent, OutcomeRecord, ScoredEncounter
 from app.review.models import ReviewEvent, ReviewItem
 
 __all__ = [
@@ -14,8 +15,11 @@ __all__ = [
     "Base",
     "CardFeedback",
     "KeyEvent",
+    "OutcomeEvent",
+    "OutcomeRecord",
     "PageSession",
     "ReviewEvent",
     "ReviewItem",
     "RiskAssessmentRecord",
+    "ScoredEncounter",
 ]

@@ -57,7 +57,8 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
             loc = ("body",)
         entry: dict[str, Any] = {"field": field_path(loc), "message": _message(error)}
         entry["type"] = error.get("type")
-        if len(loc) > 2 and loc[:2] == ("body", "encounters") and isinstance(loc[2], int):
+        batched = loc[:2] in (("body", "encounters"), ("body", "outcomes"))
+        if len(loc) > 2 and batched and isinstance(loc[2], int):
             entry["index"] = loc[2]
         errors.append(entry)
     log.info("rejected request", extra={"fields": [e["field"] for e in errors][:20]})

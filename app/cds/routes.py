@@ -62,6 +62,8 @@ async def _hook(
     assert hook.prefetch is not None
     mapped = _mapped(hook)
     encounter = mapped.encounter()
+    if mapped.discharged_on is not None:  # NOTE: no feature, and not in the content hash
+        encounter["discharge_date"] = mapped.discharged_on.isoformat()
     eid = str(encounter["encounter_id"])
     [scored] = await scoring.score(
         [Incoming(eid, encounter)],

@@ -23,3 +23,5 @@ class Prediction(NamedTuple):
     # the dropout passes lie in it. None from an engine that does not give it.
     band_low: float | None = None
     band_high: float | None = None
+    # The MC mean before calibration (what Platt is fitted on); None from a caller without it.
+    raw_probability: float | None = None

@@ -107,7 +107,9 @@ class Predictor:
         std_array = _per_row(result.std, rows)
         reasons = flag_reasons(std_array, self.threshold, checked)
         std = std_array.tolist()
-        probability = calibrate(_per_row(result.mean, rows), self.calibration).tolist()
+        mean = _per_row(result.mean, rows)
+        probability = calibrate(mean, self.calibration).tolist()
+        raw = mean.tolist()
         band_low, band_high = _calibrated_band(result, rows, self.calibration)
         se = _optional(result, "std_standard_error", rows)
         mi = _optional(result, "mutual_information", rows)
@@ -133,6 +135,7 @@ class Predictor:
                     novelty_threshold=novelty_threshold,
                     band_low=band_low[k],
                     band_high=band_high[k],
+                    raw_probability=raw[k],
                 )
             )
         return predictions

@@ -1,5 +1,7 @@
 """The data plane: score encounters, then have the review queue commit the flagged ones.
 
+Every answer is kept in scored_encounters by the same commit (`app.outcomes.scored`).
+
 Transport-free (MLServer's data plane): the HTTP routes, and later other transports, translate
 their requests into `score` calls and its `Scored` answers back. The order matters: a flagged
 answer is returned only after its review item is committed (`app.review.writer`).
@@ -13,6 +15,7 @@ from app.core.errors import BadRequestError, UnavailableError
 from app.features.columns import not_applicable_reason
 from app.inference.prediction import Prediction
 from app.inference.predictor import Predictor, ScoringRequest
+from app.outcomes.scored import scored_row
 from app.review.cases import Case, FlaggedCase, UnflaggedCase
 from app.review.versions import content_hash
 
@@ -106,10 +109,11 @@ class ScoringService:
         requests = [ScoringRequest(e.as_received, n_samples=n, seed=seed) for e in encounters]
         predictions = await self.batcher.submit(requests)
         cases: list[Case] = [
-            FlaggedCase(e.encounter_id, e.as_received, p, actor, actor_key_id, h)
+            FlaggedCase(e.encounter_id, e.as_received, p, actor, actor_key_id, h, row)
             if p.flagged
-            else UnflaggedCase(e.encounter_id, p.model_version, h, actor, actor_key_id)
+            else UnflaggedCase(e.encounter_id, p.model_version, h, actor, actor_key_id, row)
             for e, p, h in zip(encounters, predictions, hashes, strict=True)
+            for row in [scored_row(e.encounter_id, e.as_received, p)]
         ]
         if any(p.flagged for p in predictions):
             ids = await self.review.write(cases)

@@ -210,21 +210,25 @@ def observe_all(histogram: Any, values: Sequence[float]) -> None:
         buckets[index].inc(count)
 
 
-def exposition(registry: CollectorRegistry | None, collector: Collector) -> tuple[bytes, str]:
-    """Render the metrics page: this process's registry, or all workers' in multiprocess mode."""
+def exposition(
+    registry: CollectorRegistry | None, *collectors: Collector | None
+) -> tuple[bytes, str]:
+    """Render the metrics page: this process's registry, or all workers' in multiprocess mode,
+    and what `collectors` (those not None) count at this moment."""
     if registry is None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     scrape = CollectorRegistry()
-    scrape.register(_Merged(registry, collector))
+    scrape.register(_Merged(registry, [c for c in collectors if c is not None]))
     return generate_latest(scrape), CONTENT_TYPE_LATEST
 
 
 class _Merged(Collector):
-    def __init__(self, registry: CollectorRegistry, extra: Collector) -> None:
+    def __init__(self, registry: CollectorRegistry, extra: Sequence[Collector]) -> None:
         self.registry = registry
         self.extra = extra
 
     def collect(self) -> Iterable[Metric]:
         yield from self.registry.collect()
-        yield from self.extra.collect()
+        for collector in self.extra:
+            yield from collector.collect()

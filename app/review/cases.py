@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.inference.prediction import Prediction
+from app.outcomes.scored import ScoredRow
 from app.review.versions import content_hash
 
 
@@ -18,6 +19,7 @@ class FlaggedCase:
     actor: str  # the name of the API key that submitted it, for the audit trail
     actor_key_id: int | None = None  # that key's id
     content_hash: str = ""  # NOTE: `content_hash(encounter)` when not given
+    scored: ScoredRow | None = None  # the answer to keep in scored_encounters
 
     def __post_init__(self) -> None:
         if not self.content_hash:
@@ -38,6 +40,7 @@ class UnflaggedCase:
     content_hash: str
     actor: str
     actor_key_id: int | None = None
+    scored: ScoredRow | None = None  # the answer to keep in scored_encounters
 
 
 Case = FlaggedCase | UnflaggedCase

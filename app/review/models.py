@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -87,6 +88,8 @@ class ReviewItem(Base):
     assignee_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The clinician's own estimate of the readmission risk when resolving; null when not given.
+    clinician_risk: Mapped[float | None] = mapped_column(Double, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

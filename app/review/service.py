@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import BadRequestError, NotFoundError, UnavailableError
 from app.db.base import MAX_ID, utcnow
 from app.db.session import Database
+from app.outcomes.scored import upsert_scored
 from app.review.cases import Case, FlaggedCase, UnflaggedCase, case_key
 from app.review.models import ReviewEvent, ReviewItem, ReviewStatus
 from app.review.schemas import SortKey
@@ -51,7 +52,8 @@ def queue_flagged(connection: Connection, cases: Sequence[Case]) -> list[int | N
     unique (encounter_id, model_version, content_hash) and the one-open-item index), then one
     read of the rows that already existed. A case that lost to a rival's other version of its
     encounter is tried again, superseding the rival. On PostgreSQL the items and their pending
-    events are one statement (see `app.review.storage`).
+    events are one statement (see `app.review.storage`). The answers the cases carry are kept
+    in scored_encounters in the same transaction (`app.outcomes.scored`).
     """
     now = utcnow()
     unique = _one_case_per_content(cases)
@@ -82,6 +84,7 @@ def queue_flagged(connection: Connection, cases: Sequence[Case]) -> list[int | N
     }
     if superseded:
         connection.execute(EVENTS.insert(), superseded_events(superseded, newer, now))
+    upsert_scored(connection, [c.scored for c in cases if c.scored is not None], now)
     return [found[case_key(c)] if isinstance(c, FlaggedCase) else None for c in cases]
 
 

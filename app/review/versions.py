@@ -30,8 +30,16 @@ class Version(Protocol):
     def model_version(self) -> str: ...
 
 
+# Fields that are about the encounter, not what the model scores: a discharge date sent later
+# is the same version of the encounter.
+NOT_CONTENT: Final = frozenset({"discharge_date"})
+
+
 def content_hash(encounter: Mapping[str, Any]) -> str:
-    """The sha256 of the encounter as sent, as canonical JSON (sorted keys, no spaces)."""
+    """The sha256 of the encounter as sent, as canonical JSON (sorted keys, no spaces), without
+    the fields in `NOT_CONTENT`."""
+    if not NOT_CONTENT.isdisjoint(encounter):
+        encounter = {k: v for k, v in encounter.items() if k not in NOT_CONTENT}
     canonical = json.dumps(encounter, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -48,6 +48,59 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(np.sum(counts[used] * gaps) / counts.sum()) if counts.sum() else float("nan")
 
 
+_LOGIT_EPS: Final = 1e-12
+_NEWTON_STEPS: Final = 50
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(p, dtype=np.float64), _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+    out: np.ndarray = np.log(clipped) - np.log1p(-clipped)
+    return out
+
+
+def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
+    """Calibration slope: b of the logistic recalibration logit P(y) = a + b * logit(p), fitted
+    by maximum likelihood (Newton's method). 1 is ideal; below 1, predictions are too extreme.
+    NaN with one class only (no finite fit)."""
+    y = np.asarray(y, dtype=np.float64)
+    x = _logit(p)
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    a, b = 0.0, 1.0
+    for _ in range(_NEWTON_STEPS):
+        q = 1.0 / (1.0 + np.exp(-(a + b * x)))
+        w = q * (1.0 - q)
+        r = y - q
+        ga, gb = r.sum(), (r * x).sum()
+        haa, hab, hbb = w.sum(), (w * x).sum(), (w * x * x).sum()
+        det = haa * hbb - hab * hab
+        if not det > 0:
+            return float("nan")
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a, b = a + da, b + db
+        if abs(da) < 1e-12 and abs(db) < 1e-12:
+            break
+    return float(b)
+
+
+def calibration_intercept(y: np.ndarray, p: np.ndarray) -> float:
+    """Calibration-in-the-large: a of logit P(y) = a + logit(p), the slope fixed at 1 (logit(p)
+    an offset), fitted by maximum likelihood. 0 is ideal; above 0, risks are underestimated.
+    NaN with one class only."""
+    y = np.asarray(y, dtype=np.float64)
+    x = _logit(p)
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    a = 0.0
+    for _ in range(_NEWTON_STEPS):
+        q = 1.0 / (1.0 + np.exp(-(a + x)))
+        step = (y - q).sum() / (q * (1.0 - q)).sum()
+        a += step
+        if abs(step) < 1e-12:
+            break
+    return float(a)
+
+
 def bootstrap_auroc_ci(
     y: np.ndarray,
     p: np.ndarray,
@@ -77,6 +130,42 @@ def bootstrap_auroc_ci(
         with np.errstate(invalid="ignore", divide="ignore"):
             aucs.append(wins / (pos.sum(axis=1) * neg.sum(axis=1)))
     values = np.concatenate(aucs)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_auroc_ci_grouped(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    resamples: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    decimals: int = 3,
+) -> tuple[float, float]:
+    """The percentile bootstrap of `bootstrap_auroc_ci`, at a cost of resamples x score groups
+    rather than resamples x rows: scores are rounded to `decimals` to form the groups, and a
+    resample's (group, class) counts are drawn at once from their multinomial distribution,
+    which is what resampling the rows with replacement gives. Only the interval uses the
+    rounded scores; ties within a group count half, as in `auroc`."""
+    y = np.asarray(y).astype(bool)
+    n = len(y)
+    if n == 0 or y.all() or not y.any():
+        return float("nan"), float("nan")
+    _, group = np.unique(np.round(np.asarray(p, dtype=np.float64), decimals), return_inverse=True)
+    n_groups = int(group.max()) + 1
+    cells = np.bincount(group * 2 + y, minlength=2 * n_groups).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, cells / n, size=resamples).reshape(resamples, n_groups, 2)
+    neg, pos = counts[:, :, 0], counts[:, :, 1]
+    below = np.cumsum(neg, axis=1) - neg
+    wins = np.sum(pos * (below + 0.5 * neg), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = wins / (pos.sum(axis=1) * neg.sum(axis=1))
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")

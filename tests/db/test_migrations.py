@@ -16,6 +16,9 @@ TABLES = {
     "review_events",
     "risk_assessments",
     "cds_feedback",
+    "scored_encounters",
+    "outcomes",
+    "outcome_events",
 }
 INITIAL = "3f6c1d2a9b10"
 KEY_OWNERS = "7d1e4b9c2a02"

@@ -109,6 +109,12 @@ def coded_ids(encounter: Resource) -> dict[str, Feature]:
     }
 
 
+def discharge_date(encounter: Resource) -> date | None:
+    """Encounter.period.end as a date; None when not discharged yet."""
+    end = (encounter.get("period") or {}).get("end")
+    return parse_date(str(end), ref(encounter, "period.end")) if end else None
+
+
 def time_in_hospital(encounter: Resource, start: date) -> Feature:
     """Calendar days from admission to discharge (a same-day stay counts as 1)."""
     where = ref(encounter, "period.end")

@@ -59,7 +59,7 @@ def record_from_fhir(
     record.update((c, features[c][0]) for c in FEATURE_SOURCE_COLUMNS)
     provenance = {"encounter_id": Source(ref(found, "id"))}
     provenance.update((c, source) for c, (_, source) in features.items())
-    return MappedRecord(record, provenance)
+    return MappedRecord(record, provenance, enc.discharge_date(found))
 
 
 def record_from_prefetch(prefetch: Mapping[str, Any]) -> MappedRecord:

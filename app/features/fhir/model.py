@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 
@@ -28,6 +29,8 @@ class MappedRecord:
 
     record: dict[str, Any]
     provenance: Mapping[str, Source] = field(default_factory=dict)
+    # Encounter.period.end: not a feature, where the 30-day outcome window starts.
+    discharged_on: date | None = None
 
     def encounter(self) -> dict[str, Any]:
         """The record as a /predict body: missing values left out, as the published rows do."""
