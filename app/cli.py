@@ -6,8 +6,8 @@ Imports are lazy so `triage serve` never loads the training stack and vice versa
 
 import argparse
 import sys
-from datetime import date
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 

@@ -5,45 +5,49 @@ A version folder is never overwritten: the new one is written beside it under a 
 serving it is a restart with `TRIAGE_MODEL_DIR` pointing at it.
 """
 
+import argparse
+import json
+import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.core.errors import AppError
 from app.inference.calibration import calibrate
-from app.inference.repository import CARD_FILE, WEIGHTS_FILE, LoadedModel, sha256_file, write_card
+from app.inference.repository import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    LoadedModel,
+    ModelLoadError,
+    load_model,
+    resolve_model_dir,
+    sha256_file,
+    write_card,
+)
+from app.outcomes.matured import MaturedOutcomes
 from app.training.calibration import fit_platt
-from app.training.metrics import auroc, brier, calibration_fit, ece
+from app.training.metrics import auroc, brier, calibration_intercept, calibration_slope, ece
 from app.training.policy import fit_std_threshold
 
 MIN_OUTCOMES = 500  # NOTE: below this a refitted slope is mostly noise (and the issue's alerts)
 
 
-@dataclass(frozen=True)
-class MaturedOutcomes:
-    """What the service stored for each scored encounter whose outcome is known."""
-
-    raw_probability: np.ndarray  # the MC mean before calibration: what Platt is fitted on
-    std: np.ndarray
-    guard_flagged: np.ndarray  # the domain guard gave a reason (spent first from the budget)
-    readmitted: np.ndarray
-    since: date
-    until: date
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def figures(readmitted: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """The figures a calibration is judged by, on one set of outcomes."""
-    intercept, slope = calibration_fit(readmitted, probability)
     return {
         "auroc": auroc(readmitted, probability),
         "brier": brier(readmitted, probability),
         "ece": ece(readmitted, probability),
-        "calibration_intercept": intercept,
-        "calibration_slope": slope,
+        "calibration_intercept": calibration_intercept(readmitted, probability),
+        "calibration_slope": calibration_slope(readmitted, probability),
         "observed_rate": float(np.mean(readmitted)),
         "predicted_rate": float(np.mean(probability)),
     }
@@ -62,8 +66,9 @@ def recalibrated_card(
     n = len(y)
     if n < MIN_OUTCOMES:
         raise ValueError(
-            f"{n} matured outcomes for model {loaded.version} since {outcomes.since}; at least"
-            f" {MIN_OUTCOMES} are needed to refit a calibration (post more to POST /outcomes)"
+            f"{n} matured outcomes for model {loaded.version} since"
+            f" {outcomes.since or 'the start'}; at least {MIN_OUTCOMES} are needed"
+            " to refit a calibration (post more to POST /outcomes)"
         )
     if y.min() == y.max():
         raise ValueError("the matured outcomes are all one value; a calibration needs both")
@@ -74,8 +79,8 @@ def recalibrated_card(
         **fit_platt(outcomes.raw_probability, y),
         "fitted_on": "outcomes",
         "outcomes": n,
-        "since": outcomes.since.isoformat(),
-        "until": outcomes.until.isoformat(),
+        "since": _iso(outcomes.since),
+        "until": _iso(outcomes.until),
     }
     threshold = fit_std_threshold(outcomes.std, outcomes.guard_flagged, rate)
     uncertainty.update(
@@ -98,8 +103,8 @@ def recalibrated_card(
             "source": source,
             "outcomes": n,
             "readmitted": int(y.sum()),
-            "since": outcomes.since.isoformat(),
-            "until": outcomes.until.isoformat(),
+            "since": _iso(outcomes.since),
+            "until": _iso(outcomes.until),
             # NOTE: in-sample: both are measured on the outcomes the new calibration was fitted on.
             "before": figures(y, before),
             "after": figures(y, after),
@@ -130,3 +135,42 @@ def write_version(loaded: LoadedModel, card: Mapping[str, Any]) -> Path:
     write_card(directory, card)
     assert (directory / CARD_FILE).is_file()
     return directory
+
+
+def calibrate_from_db(args: argparse.Namespace) -> int:
+    """`triage calibrate --from-db`: refit on the database's matured outcomes of the served (or
+    `--model`) version into a new version folder; print its folder and figures as JSON."""
+    from app.core.config import Settings
+    from app.db.session import Database
+    from app.outcomes.matured import matured_outcomes  # NOTE: the database only on this path
+
+    log = logging.getLogger("app.training")
+    settings = Settings()
+    try:
+        loaded = load_model(
+            resolve_model_dir(args.model or settings.model_dir, settings.model_repository)
+        )
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
+    try:
+        with database.connect() as connection:
+            outcomes = matured_outcomes(connection, loaded.version, args.since)
+        today = datetime.now(UTC).date()
+        card = recalibrated_card(
+            loaded,
+            outcomes,
+            version=new_version_name(loaded, today),
+            review_rate=args.review_rate,
+            source=f"outcomes in the service database ({database.engine.dialect.name})",
+        )
+    except (ValueError, AppError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        database.dispose()
+    directory = write_version(loaded, card)
+    log.info("wrote %s; serve it with TRIAGE_MODEL_DIR=%s", card["version"], directory)
+    print(json.dumps({"model_dir": str(directory), **card["recalibration"]}))
+    return 0
