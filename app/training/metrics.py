@@ -3,6 +3,7 @@
 from typing import Final
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 ECE_BINS: Final = 15
@@ -61,14 +62,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
 def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
     """Calibration slope: b of the logistic recalibration logit P(y) = a + b * logit(p), fitted
     by maximum likelihood (Newton's method). 1 is ideal; below 1, predictions are too extreme.
-    NaN with one class only (no finite fit)."""
+    NaN with one class only, or when the fit does not converge."""
     y = np.asarray(y, dtype=np.float64)
     x = _logit(p)
     if len(y) == 0 or y.min() == y.max():
         return float("nan")
     a, b = 0.0, 1.0
     for _ in range(_NEWTON_STEPS):
-        q = 1.0 / (1.0 + np.exp(-(a + b * x)))
+        q = expit(a + b * x)
         w = q * (1.0 - q)
         r = y - q
         ga, gb = r.sum(), (r * x).sum()
@@ -79,8 +80,8 @@ def calibration_slope(y: np.ndarray, p: np.ndarray) -> float:
         da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
         a, b = a + da, b + db
         if abs(da) < 1e-12 and abs(db) < 1e-12:
-            break
-    return float(b)
+            return float(b)
+    return float("nan")  # NOTE: no maximum (separable outcomes): no slope to report
 
 
 def calibration_intercept(y: np.ndarray, p: np.ndarray) -> float:
@@ -93,12 +94,12 @@ def calibration_intercept(y: np.ndarray, p: np.ndarray) -> float:
         return float("nan")
     a = 0.0
     for _ in range(_NEWTON_STEPS):
-        q = 1.0 / (1.0 + np.exp(-(a + x)))
+        q = expit(a + x)
         step = (y - q).sum() / (q * (1.0 - q)).sum()
         a += step
         if abs(step) < 1e-12:
-            break
-    return float(a)
+            return float(a)
+    return float("nan")
 
 
 def bootstrap_auroc_ci(
