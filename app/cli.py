@@ -7,6 +7,7 @@ Imports are lazy so `triage serve` never loads the training stack and vice versa
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 
@@ -42,15 +43,32 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler="app.training.commands:evaluate")
 
     calibrate = sub.add_parser(
-        "calibrate", help="re-derive the uncertainty threshold, no retraining"
+        "calibrate",
+        help="re-derive the uncertainty threshold (from data), or refit calibration and threshold"
+        " on matured outcomes into a new model version (--from-db); no retraining",
+    )
+    source = calibrate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="published-format CSV (plain or .gz)")
+    source.add_argument(
+        "--from-db",
+        action="store_true",
+        help="the matured outcomes in TRIAGE_DATABASE_URL; writes a new version folder",
     )
     calibrate.add_argument(
-        "--data", type=Path, required=True, help="published-format CSV (plain or .gz)"
+        "--since",
+        type=date.fromisoformat,
+        default=None,
+        help="with --from-db: outcomes of encounters discharged on or after this date (YYYY-MM-DD)",
     )
     calibrate.add_argument(
         "--model", type=Path, default=None, help="model folder (default: newest)"
     )
-    calibrate.add_argument("--review-rate", type=float, required=True, help="target share flagged")
+    calibrate.add_argument(
+        "--review-rate",
+        type=float,
+        default=None,
+        help="target share flagged (required with --data; default with --from-db: the card's)",
+    )
     calibrate.add_argument("--threads", type=int, default=1, help="CPU threads")
     calibrate.set_defaults(handler="app.training.commands:calibrate")
 

@@ -326,3 +326,82 @@ def dead_database(url: str, tmp_path: Any) -> Any:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/triage", timeout_s=1)
+
+
+PROMETHEUS = shutil.which("prometheus")
+_PROMETHEUS_CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [{rules}]
+scrape_configs:
+  - job_name: triage
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+def prometheus_query(base: str, promql: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query."""
+    answer = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def prometheus_value(base: str, promql: str) -> float | None:
+    """The first value of an instant query, None when it has none."""
+    result = prometheus_query(base, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+@contextlib.contextmanager
+def prometheus(target: str, tmp_path: Path, *, rules: Path | None = None) -> Iterator[str]:
+    """Debian's Prometheus scraping `target` every second (and evaluating `rules`); its URL."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text(_PROMETHEUS_CONFIG.format(target=target, rules=f'"{rules}"' if rules else ""))
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(PROMETHEUS),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def held_out_encounters(path: Path, n: int) -> tuple[list[dict[str, Any]], Any]:
+    """The first `n` encounters of the shipped model's test split (its card's patient split) as
+    API encounters, with their labels (a NumPy bool array)."""
+    from app.features.columns import INTEGER_COLUMNS, LABEL_COLUMN
+    from app.inference.repository import latest_version_dir, read_card
+    from app.training.data import SPLITS, load_dataset, split_assignment
+
+    seed = int(read_card(latest_version_dir())["data"]["split_seed"])
+    dataset = load_dataset(path)
+    test = split_assignment(dataset.frame, seed) == SPLITS.index("test")
+    encounters = [
+        {
+            name: int(value) if name in INTEGER_COLUMNS else value
+            for name, value in row.items()
+            if name != LABEL_COLUMN and isinstance(value, str)
+        }
+        for row in dataset.frame[test].head(n).to_dict("records")
+    ]
+    for encounter in encounters:
+        encounter["encounter_id"] = str(encounter["encounter_id"])
+    return encounters, dataset.labels[test][:n].astype(bool)

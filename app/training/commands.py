@@ -130,8 +130,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    """Re-derive the uncertainty threshold on the validation split, without retraining."""
+    """Re-derive the uncertainty threshold on the validation split, or (`--from-db`) refit the
+    calibration and threshold on matured outcomes into a new version; never retrains."""
     _setup_logging()
+    if args.from_db:
+        from app.training.recalibration import calibrate_from_db
+
+        return calibrate_from_db(args)
+    if args.since is not None:
+        log.error("--since goes with --from-db")
+        return 2
+    if args.review_rate is None:
+        log.error("--review-rate is required with --data")
+        return 2
     with reproducible(0, _threads(args)):
         return _calibrate(args)
 

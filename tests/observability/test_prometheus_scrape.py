@@ -1,8 +1,6 @@
 """A real Prometheus scrapes the running service; its query API agrees with the requests made."""
 
 import contextlib
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -10,60 +8,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import LOOPBACK, free_port, prepare_database, triage_serve
+from tests.support import (
+    LOOPBACK,
+    PROMETHEUS,
+    prepare_database,
+    prometheus,
+    prometheus_value,
+    triage_serve,
+)
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
-
-PROMETHEUS = shutil.which("prometheus")
-CONFIG = """
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: triage
-    static_configs:
-      - targets: ["{target}"]
-"""
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=5).json()
-    assert answer["status"] == "success", answer
-    return list(answer["data"]["result"])
-
-
-def _value(base: str, promql: str) -> float | None:
-    result = _query(base, promql)
-    return float(result[0]["value"][1]) if result else None
-
-
-@contextlib.contextmanager
-def _prometheus(target: str, tmp_path: Path) -> Any:
-    config = tmp_path / "prometheus.yml"
-    config.write_text(CONFIG.format(target=target))
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address={LOOPBACK}:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is not installed")
@@ -84,27 +38,27 @@ def test_prometheus_scrape_matches_the_requests(
             claimed = flagged[0]["review_item_id"]
             assert http.post(f"/review-queue/{claimed}/claim", headers=clinician).is_success
         version = answers[0]["model_version"]
-        with _prometheus(f"{LOOPBACK}:{server.port}", tmp_path) as prom:
+        with prometheus(f"{LOOPBACK}:{server.port}", tmp_path) as prom:
             selector = f'{{job="triage",model_version="{version}"}}'
             deadline = time.monotonic() + 60
             count = None
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError, ValueError):  # not ready yet
-                    count = _value(prom, f"triage_prediction_std_count{selector}")
+                    count = prometheus_value(prom, f"triage_prediction_std_count{selector}")
                     if count is not None:
                         break
                 time.sleep(0.5)
             assert count == len(answers), f"Prometheus saw {count} predictions"
-            std_sum = _value(prom, f"triage_prediction_std_sum{selector}")
+            std_sum = prometheus_value(prom, f"triage_prediction_std_sum{selector}")
             assert std_sum == pytest.approx(sum(a["std"] for a in answers), rel=1e-6)
-            above = _value(prom, 'triage_prediction_std_bucket{job="triage",le="+Inf"}')
+            above = prometheus_value(prom, 'triage_prediction_std_bucket{job="triage",le="+Inf"}')
             assert above == len(answers)
-            median = _value(prom, "histogram_quantile(0.5, triage_prediction_std_bucket)")
+            median = prometheus_value(prom, "histogram_quantile(0.5, triage_prediction_std_bucket)")
             assert median is not None and 0 < median < 0.5
-            pending = _value(prom, 'triage_review_items{status="pending"}')
-            in_review = _value(prom, 'triage_review_items{status="in_review"}')
+            pending = prometheus_value(prom, 'triage_review_items{status="pending"}')
+            in_review = prometheus_value(prom, 'triage_review_items{status="in_review"}')
             assert (pending, in_review) == (len(flagged) - 1, 1)
-            flagged_total = _value(prom, 'triage_predictions_total{flagged="true"}')
+            flagged_total = prometheus_value(prom, 'triage_predictions_total{flagged="true"}')
             assert flagged_total == len(flagged)
-            up = _value(prom, 'up{job="triage"}')
+            up = prometheus_value(prom, 'up{job="triage"}')
             assert up == 1
