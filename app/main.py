@@ -24,6 +24,7 @@ from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
 from app.cds.writer import AssessmentWriter, TokenUseWriter
 from app.core.config import CdsSettings, Settings
+from app.db.schema import SchemaCheck
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
@@ -48,6 +49,7 @@ LIFESPAN_STATE: Final = (
     "predictor",
     "database",
     "queue_collector",
+    "schema_check",
 )
 
 
@@ -87,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.predictor = predictor
     app.state.database = database
+    app.state.schema_check = SchemaCheck.from_migrations()
     app.state.batcher = batcher
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
     review_writer = ReviewWriter(database, max_pending_writes=settings.inference.max_queue_size)
