@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     """Most encounters one `POST /predict/batch` may carry."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413 before parsing."""
+    shutdown_drain_s: float = Field(default=0.0, ge=0, le=300)
+    """Seconds between SIGTERM and the start of shutdown during which `/readyz` answers 503 and
+    requests are still served, so a load balancer stops routing here before the listening
+    socket closes. Set it above the balancer's health-check or endpoint propagation time
+    (Kubernetes: a few seconds); 0 shuts down at once."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
     opentelemetry: bool = False

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.core.draining import is_draining
 from app.core.errors import UnavailableError
 from app.db.schema import READY_STATES, SchemaState, schema_state
 
@@ -41,6 +42,7 @@ async def readyz(request: Request) -> JSONResponse:
     }
     if schema in (SchemaState.MISSING, SchemaState.BEHIND):
         body["action"] = "run `triage db upgrade` (the migration job) once; replicas wait for it"
-    ready = predictor is not None and schema in READY_STATES
-    body["status"] = "ready" if ready else "not ready"
+    draining = is_draining()
+    ready = predictor is not None and schema in READY_STATES and not draining
+    body["status"] = "draining" if draining else "ready" if ready else "not ready"
     return JSONResponse(body, status_code=200 if ready else 503)
