@@ -76,7 +76,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
-    database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
+    database = Database(
+        settings.database_url,
+        timeout_s=settings.database_timeout_s,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
     batcher = _batcher(settings, predictor, metrics)

@@ -137,6 +137,22 @@ def running(replicas: Sequence[Replica], *, ready: bool = True) -> Iterator[list
             replica.stop()
 
 
+def client_connections(database_url: str) -> int:
+    """Client connections PostgreSQL holds now, this one's not counted."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Step:
     """One closed-loop run through the balancer in front of `replicas` servers."""
@@ -148,6 +164,7 @@ class Step:
     database_cpu_s: float
     balancer_cpu_s: float
     sessions: dict[str, int]
+    database_connections: int = 0  # client connections open on PostgreSQL after the run
 
 
 def measure(
@@ -158,6 +175,7 @@ def measure(
     key: str,
     connections: int,
     database_pids: Callable[[], Sequence[int]] = list,
+    database_url: str | None = None,
 ) -> Step:
     """Warm up, then one closed loop through a fresh balancer in front of `group`."""
     tag = f"{kind[:2]}{len(group)}"
@@ -170,7 +188,8 @@ def measure(
         result = load.closed(front.base_url, key, tag, connections=connections)
         after = (sum(r.cpu_seconds() for r in group), cpu_seconds(pids), cpu_seconds(haproxy))
         used = [b - a for a, b in zip(before, after, strict=True)]
-        return Step(kind, len(group), result, *used, sessions=front.sessions())
+        connections = client_connections(database_url) if database_url else 0
+        return Step(kind, len(group), result, *used, front.sessions(), connections)
 
 
 def scaling(
@@ -181,12 +200,22 @@ def scaling(
     key: str,
     connections: int,
     database_pids: Callable[[], Sequence[int]] = list,
+    database_url: str | None = None,
 ) -> list[Step]:
     """Service and bare app through the balancer with 1..len(service) replicas, side by side."""
     steps = []
     for n in range(1, len(service) + 1):
-        kwargs = {"key": key, "connections": connections, "database_pids": database_pids}
-        steps.append(measure(load, "service", service[:n], **kwargs))  # type: ignore[arg-type]
+        steps.append(
+            measure(
+                load,
+                "service",
+                service[:n],
+                key=key,
+                connections=connections,
+                database_pids=database_pids,
+                database_url=database_url,
+            )
+        )
         steps.append(measure(load, "bare", bare[:n], key="none", connections=connections))
     return steps
 
@@ -198,8 +227,8 @@ def report(steps: Sequence[Step], database_url: str | None) -> list[str]:
     bare = {s.replicas: s.result.rate for s in steps if s.kind == "bare"}
     lines = [
         f"{'through HAProxy':<18}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'x 1 rep':>8}"
-        f"{'vs bare':>8}{'CPU ms/req: server':>19}{'DB':>6}{'HAProxy':>8}  non-200  "
-        "flagged/items"
+        f"{'vs bare':>8}{'CPU ms/req: server':>19}{'DB':>6}{'HAProxy':>8}{'DB conns':>9}"
+        "  non-200  flagged/items"
     ]
     for s in steps:
         r = s.result
@@ -208,6 +237,7 @@ def report(steps: Sequence[Step], database_url: str | None) -> list[str]:
         per = f"{1000 * s.server_cpu_s / n:>19.2f}"
         db = f"{1000 * s.database_cpu_s / n:>6.2f}" if s.kind == "service" else f"{'-':>6}"
         db += f"{1000 * s.balancer_cpu_s / n:>8.2f}"
+        db += f"{s.database_connections:>9}" if s.kind == "service" else f"{'-':>9}"
         vs_bare = f"{r.rate / bare[s.replicas]:>8.2f}" if s.kind == "service" else f"{'':>8}"
         checked = ""
         if s.kind == "service" and database_url is not None:
@@ -233,7 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--pool-size", type=int, default=None, help="TRIAGE_DATABASE_POOL_SIZE")
+    parser.add_argument("--max-overflow", type=int, default=None)
     args = parser.parse_args(argv)
+    env = {}
+    if args.pool_size is not None:
+        env["TRIAGE_DATABASE_POOL_SIZE"] = str(args.pool_size)
+    if args.max_overflow is not None:
+        env["TRIAGE_DATABASE_MAX_OVERFLOW"] = str(args.max_overflow)
     work_dir = Path(tempfile.mkdtemp(prefix="triage-cluster-"))
     load = load_for(published_rows(data_path(), args.rows), work_dir, args.duration)
     with postgres() as server:
@@ -248,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 key=keys["ehr"],
                 connections=args.connections,
                 database_pids=server.pids,
+                database_url=server.url,
             )
         print(f"{os.cpu_count()} CPUs shared by wrk, HAProxy, PostgreSQL and every replica")
         print("\n".join(report(steps, server.url)))

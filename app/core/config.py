@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     """SQLAlchemy URL: a SQLite file by default, `postgresql+psycopg://...` for deployments."""
     database_timeout_s: float = Field(default=5.0, gt=0, le=120)
     """Longest a database connect or statement may take before the request gets a 503."""
+    database_pool_size: int = Field(default=20, ge=2, le=500)
+    """PostgreSQL connections each serving process keeps open for reuse. A replica holds up to
+    workers x (pool size + overflow): keep every replica's total under the server's
+    `max_connections` (docs/production.md)."""
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
+    """PostgreSQL connections a serving process may open beyond its pool at a peak, each closed
+    after use."""
     model_dir: Path | None = None
     """Model version folder; None takes the newest version under `models/readmission/`."""
     model_repository: Path = DEFAULT_MODEL_REPOSITORY

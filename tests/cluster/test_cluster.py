@@ -112,6 +112,7 @@ def test_throughput_through_the_balancer_with_one_two_three_replicas(
             key=cluster.keys["ehr"],
             connections=CONNECTIONS,
             database_pids=cluster.server.pids,
+            database_url=cluster.url,
         )
     _say(capsys, *report(steps, cluster.url))
     for step in steps:
