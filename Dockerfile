@@ -35,5 +35,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
 
-# Migrate, then serve. Keys: docker compose exec triage triage apikey create --role ehr --name EHR
+# Migrate, then serve: one container (compose). With several replicas (deploy/kubernetes) a Job
+# migrates once and the replicas only serve, each waiting for the schema (/readyz).
+# Keys: docker compose exec triage triage apikey create --role ehr --name EHR
 CMD ["sh", "-c", "triage db upgrade && exec triage serve --host 0.0.0.0 --port 8000 --workers ${WORKERS}"]

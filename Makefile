@@ -20,7 +20,7 @@ install: $(STAMP)/installed
 
 install-dev: $(STAMP)/installed-dev
 
-# Debian packages the tests and benchmarks drive: PostgreSQL, Chromium, Prometheus, wrk.
+# Debian packages the tests and benchmarks drive: PostgreSQL, Chromium, Prometheus, wrk, HAProxy.
 system-deps:
 	bash .ci/system-deps
 

@@ -24,6 +24,7 @@ from app.cds.routes import router as cds_router
 from app.cds.tokens import EhrTokens
 from app.cds.writer import AssessmentWriter, TokenUseWriter
 from app.core.config import CdsSettings, Settings
+from app.db.schema import SchemaCheck
 from app.db.session import Database
 from app.inference.batcher import MicroBatcher
 from app.inference.metrics import FLAG_REASON_LABELS, observe_predictions
@@ -54,6 +55,7 @@ LIFESPAN_STATE: Final = (
     "queue_collector",
     "performance_job",
     "performance_collector",
+    "schema_check",
 )
 
 
@@ -80,7 +82,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if not invariant:
         log.error("results depend on batch composition on this host: EHR retries may differ")
-    database = Database(settings.database_url, timeout_s=settings.database_timeout_s)
+    database = Database(
+        settings.database_url,
+        timeout_s=settings.database_timeout_s,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     if not await anyio.to_thread.run_sync(database.ping):
         log.warning("database not reachable at start-up; flagged cases will get 503 until it is")
     batcher = _batcher(settings, predictor, metrics)
@@ -93,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.predictor = predictor
     app.state.database = database
+    app.state.schema_check = SchemaCheck.from_migrations()
     app.state.batcher = batcher
     app.state.queue_collector = ReviewQueueCollector(database, predictor.model_version)
     performance_job = PerformanceJob(

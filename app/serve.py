@@ -40,7 +40,12 @@ def serve(args: argparse.Namespace) -> int:
             _empty(os.environ[MULTIPROC_ENV])
     app = {"app": "app.serve:app_factory", "factory": True, "host": args.host, "port": args.port}
     try:
-        return serve_processes({**SERVING_OPTIONS, **app}, workers, on_exit=_forget_metrics)
+        return serve_processes(
+            {**SERVING_OPTIONS, **app},
+            workers,
+            on_exit=_forget_metrics,
+            drain_s=settings.shutdown_drain_s,
+        )
     finally:
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)

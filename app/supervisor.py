@@ -12,11 +12,17 @@ replaced. A worker that dies is started again; one that could not start stops th
 (every worker would fail the same way). SIGINT or SIGTERM to the parent is passed to every
 worker as SIGTERM, and each drains its requests in flight before it exits.
 
+With a drain time, SIGTERM first turns `/readyz` to 503 and the process goes on serving for
+that long before it closes its listening socket: a load balancer without retries (a Kubernetes
+Service) routes new connections to a stopping pod until its readiness or endpoint removal has
+propagated, and every connection refused in that window is a failed request.
+
 NOTE: each socket has its own accept queue, so connections a worker had not yet accepted when
 it dies are reset rather than taken by another worker; Linux's `net.ipv4.tcp_migrate_req=1`
 hands them over instead.
 """
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -32,9 +38,18 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from app.core.draining import start_draining
+
 log = logging.getLogger(__name__)
 
-__all__ = ["STARTUP_FAILURE", "Supervisor", "reuse_port_socket", "run_worker", "serve_processes"]
+__all__ = [
+    "STARTUP_FAILURE",
+    "DrainingServer",
+    "Supervisor",
+    "reuse_port_socket",
+    "run_worker",
+    "serve_processes",
+]
 _CHECK_EVERY_S: Final = 0.5
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
@@ -49,20 +64,47 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM first drains for `drain_s`: not ready, still serving."""
+
+    def __init__(self, config: uvicorn.Config, *, drain_s: float = 0.0) -> None:
+        super().__init__(config)
+        self.drain_s = drain_s
+        self._drain: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Start the drain on the first SIGTERM; any other signal (or a second) stops now."""
+        if sig != signal.SIGTERM or self.drain_s <= 0 or self._drain is not None:
+            super().handle_exit(sig, frame)
+            return
+        start_draining()
+        log.info("draining for %s s before shutting down", self.drain_s)
+        self._drain = threading.Timer(self.drain_s, super().handle_exit, (sig, frame))
+        self._drain.daemon = True
+        self._drain.start()
+
+
 def serve_processes(
-    options: Mapping[str, Any], workers: int, *, on_exit: Callable[[int], None] | None = None
+    options: Mapping[str, Any],
+    workers: int,
+    *,
+    on_exit: Callable[[int], None] | None = None,
+    drain_s: float = 0.0,
 ) -> int:
     """Serve with `options` (`uvicorn.Config` arguments) in this process or in `workers`."""
     if workers == 1:
-        uvicorn.run(**options)
-        return 0
-    return Supervisor(options, workers, on_exit=on_exit).run()
+        server = DrainingServer(uvicorn.Config(**options), drain_s=drain_s)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        # NOTE: as `uvicorn.run`: an app that could not be built is a start-up failure.
+        return 0 if server.started else STARTUP_FAILURE
+    return Supervisor(options, workers, on_exit=on_exit, drain_s=drain_s).run()
 
 
-def run_worker(options: Mapping[str, Any]) -> None:
+def run_worker(options: Mapping[str, Any], drain_s: float = 0.0) -> None:
     """One serving process: uvicorn with `options` on a socket of its own."""
     sock = reuse_port_socket(options["host"], options["port"])
-    server = uvicorn.Server(uvicorn.Config(**options))
+    server = DrainingServer(uvicorn.Config(**options), drain_s=drain_s)
     try:
         server.run(sockets=[sock])
     except Exception:
@@ -84,12 +126,14 @@ class Supervisor:
         workers: int,
         *,
         on_exit: Callable[[int], None] | None = None,
+        drain_s: float = 0.0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.options = dict(options)  # `uvicorn.Config` arguments; the app as an import string
         self.workers = workers
         self._on_exit = on_exit  # called with each exited worker's pid
+        self.drain_s = drain_s  # each worker's drain on SIGTERM
         self._stop = threading.Event()
         self._context = multiprocessing.get_context("spawn")  # NOTE: no torch state is forked
 
@@ -133,7 +177,9 @@ class Supervisor:
         return status
 
     def _start(self) -> BaseProcess:
-        process = self._context.Process(target=run_worker, args=(self.options,), daemon=False)
+        process = self._context.Process(
+            target=run_worker, args=(self.options, self.drain_s), daemon=False
+        )
         process.start()
         log.info(
             "started worker %s on %s:%s", process.pid, self.options["host"], self.options["port"]

@@ -82,7 +82,8 @@ class Postgres:
         """Stop the server (`fast` disconnects clients; `immediate` is a crash)."""
         self._ctl("-m", mode, "-w", "stop")
 
-    def _pids(self) -> list[int]:
+    def pids(self) -> list[int]:
+        """The server's processes now: the postmaster and its children (one per connection)."""
         postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -94,12 +95,12 @@ class Postgres:
 
     def freeze(self) -> None:
         """SIGSTOP every server process: connections stay open but nothing answers (a hang)."""
-        for pid in self._pids():
+        for pid in self.pids():
             os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         """SIGCONT every server process."""
-        for pid in self._pids():
+        for pid in self.pids():
             os.kill(pid, signal.SIGCONT)
 
 

@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     """SQLAlchemy URL: a SQLite file by default, `postgresql+psycopg://...` for deployments."""
     database_timeout_s: float = Field(default=5.0, gt=0, le=120)
     """Longest a database connect or statement may take before the request gets a 503."""
+    database_pool_size: int = Field(default=20, ge=2, le=500)
+    """PostgreSQL connections each serving process keeps open for reuse. A replica holds up to
+    workers x (pool size + overflow): keep every replica's total under the server's
+    `max_connections` (docs/production.md)."""
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
+    """PostgreSQL connections a serving process may open beyond its pool at a peak, each closed
+    after use."""
     model_dir: Path | None = None
     """Model version folder; None takes the newest version under `models/readmission/`."""
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
@@ -164,6 +171,11 @@ class Settings(BaseSettings):
     """Most encounters one `POST /predict/batch` may carry."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413 before parsing."""
+    shutdown_drain_s: float = Field(default=0.0, ge=0, le=300)
+    """Seconds between SIGTERM and the start of shutdown during which `/readyz` answers 503 and
+    requests are still served, so a load balancer stops routing here before the listening
+    socket closes. Set it above the balancer's health-check or endpoint propagation time
+    (Kubernetes: a few seconds); 0 shuts down at once."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Root log level."""
     opentelemetry: bool = False

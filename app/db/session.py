@@ -59,8 +59,11 @@ def shown_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def make_engine(url: str, *, timeout_s: float) -> Engine:
-    """Create an engine whose connects and statements give up after `timeout_s`."""
+def make_engine(
+    url: str, *, timeout_s: float, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW
+) -> Engine:
+    """Create an engine whose connects and statements give up after `timeout_s`; on PostgreSQL
+    it holds at most `pool_size + max_overflow` connections."""
     connect_args: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -81,8 +84,8 @@ def make_engine(url: str, *, timeout_s: float) -> Engine:
         kwargs.update(
             pool_timeout=timeout_s,
             pool_pre_ping=True,
-            pool_size=POOL_SIZE,
-            max_overflow=MAX_OVERFLOW,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
         )
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     if url.startswith("sqlite"):
@@ -127,10 +130,19 @@ def _is_memory(dbapi_connection: Any) -> bool:
 class Database:
     """An engine plus a session factory."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        pool_size: int = POOL_SIZE,
+        max_overflow: int = MAX_OVERFLOW,
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self.engine = make_engine(url, timeout_s=timeout_s)
+        self.engine = make_engine(
+            url, timeout_s=timeout_s, pool_size=pool_size, max_overflow=max_overflow
+        )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         # NOTE: SQLite has one writer at a time, and a writer that finds the file locked sleeps
         # before retrying, which set the tail latency. Writers of this process queue on a lock

@@ -71,5 +71,6 @@ async def test_ready_when_model_and_database_are_up(client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {
-        "model_loaded": True, "model_version": "test-0.1", "database": True, "status": "ready",
+        "model_loaded": True, "model_version": "test-0.1", "database": True, "schema": "current",
+        "status": "ready",
     }  # fmt: skip

@@ -103,3 +103,31 @@ def test_sigterm_drains_in_flight_requests(
         if p["flagged"]
     }
     assert flagged and _stored(url) == flagged
+
+
+def test_sigterm_with_a_drain_time_says_not_ready_and_keeps_serving_first(
+    model_dir: Path,
+    tmp_path: Path,
+    encounters: list[dict[str, Any]],
+    sqlite_with_keys: tuple[str, dict[str, str]],
+) -> None:
+    url, keys = sqlite_with_keys
+    headers = {"Authorization": f"Bearer {keys['ehr']}"}
+    env = {"TRIAGE_SHUTDOWN_DRAIN_S": "3"}
+    with triage_serve(
+        database_url=url, model_dir=model_dir, log_dir=tmp_path, extra_env=env
+    ) as server:
+        sent = time.monotonic()
+        os.kill(server.popen.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        # A new connection, as a balancer that has not seen the readiness change yet opens.
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            ready = client.get("/readyz")
+            answer = client.post("/predict", json={**encounters[0], "encounter_id": "d"},
+                                 headers=headers)  # fmt: skip
+        code = server.popen.wait(30)
+        stopped_after = time.monotonic() - sent
+        log = server.log()
+    assert ready.status_code == 503 and ready.json()["status"] == "draining", log[-2000:]
+    assert answer.status_code == 200, log[-2000:]
+    assert code in (0, -signal.SIGTERM) and 3 <= stopped_after < 20, (code, stopped_after)
