@@ -10,8 +10,6 @@ import anyio
 import numpy as np
 import pytest
 
-from app.features.columns import INTEGER_COLUMNS, LABEL_COLUMN
-from app.training.data import SPLITS, load_dataset, split_assignment
 from app.training.metrics import (
     auroc,
     brier,
@@ -19,6 +17,7 @@ from app.training.metrics import (
     calibration_slope,
     ece,
 )
+from tests.support import held_out_encounters
 
 pytestmark = pytest.mark.data
 
@@ -32,21 +31,10 @@ TODAY = datetime.now(UTC).date()
 @pytest.fixture(scope="module")
 def replay(data_file: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Test-split encounters in the API's format, a discharge date each, and their labels."""
-    dataset = load_dataset(data_file)
-    test = split_assignment(dataset.frame, seed=0) == SPLITS.index("test")
-    frame = dataset.frame[test].head(N_REPLAY)
-    labels = dataset.labels[test][:N_REPLAY]
-    encounters = []
-    for k, row in enumerate(frame.to_dict("records")):
-        encounter = {
-            name: int(value) if name in INTEGER_COLUMNS else value
-            for name, value in row.items()
-            if name != LABEL_COLUMN and isinstance(value, str)
-        }
-        encounter["encounter_id"] = str(encounter["encounter_id"])
+    encounters, labels = held_out_encounters(data_file, N_REPLAY)
+    for k, encounter in enumerate(encounters):
         # NOTE: discharges spread over the twelve months before the last closed window
         encounter["discharge_date"] = (TODAY - timedelta(days=31 + k % 360)).isoformat()
-        encounters.append(encounter)
     return encounters, labels
 
 
