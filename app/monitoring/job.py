@@ -9,11 +9,13 @@ writes the snapshot beside it; the others read that file.
 """
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +39,7 @@ BACKLOG_DAYS: Final = 45
 _LOCK: Final = "triage-performance.lock"
 _SNAPSHOT: Final = "triage-performance.json"
 _NICENESS: Final = 10
+_PR_SET_PDEATHSIG: Final = 1
 # NOTE: below this many stored scores a computation takes milliseconds and runs in this
 # process; a child's start (seconds of imports) would cost more than it saves.
 CHILD_FROM_ROWS: Final = 20_000
@@ -108,7 +111,10 @@ class PerformanceJob:
         if _is_file(self.database):
             # NOTE: spawned, not forked: the serving process holds torch and its threads.
             self._process = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_setup,
+                initargs=(os.getpid(),),
             )
         self._thread = threading.Thread(target=self._loop, name="performance job", daemon=True)
         self._thread.start()
@@ -194,8 +200,14 @@ def _in_child(url: str, *args: Any) -> dict[str, Any]:
     return _versions(database, *args)
 
 
-def _lower_priority() -> None:
-    """The child yields the CPU to the serving process when both want it."""
+def _child_setup(parent: int) -> None:
+    """The child ends with the job's thread or its process (even a SIGKILL of it), and yields
+    the CPU to the serving process when both want it."""
+    with contextlib.suppress(OSError, AttributeError):
+        # NOTE: Linux's parent-death signal: without it a killed server leaves the child behind.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(0)
     with contextlib.suppress(OSError):
         os.nice(_NICENESS)
     # NOTE: where Linux allows it, the child runs only on CPU time nothing else wants.
