@@ -146,17 +146,8 @@ def bootstrap_auroc_ci(
         is_pos = y[picks].ravel()
         pos = np.bincount(flat[is_pos], minlength=r * n_groups).reshape(r, n_groups)
         neg = np.bincount(flat[~is_pos], minlength=r * n_groups).reshape(r, n_groups)
-        below = np.cumsum(neg, axis=1) - neg
-        wins = np.sum(pos * (below + 0.5 * neg), axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            aucs.append(wins / (pos.sum(axis=1) * neg.sum(axis=1)))
-    values = np.concatenate(aucs)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+        aucs.append(_grouped_aurocs(pos, neg))
+    return _percentile_interval(np.concatenate(aucs), level)
 
 
 def bootstrap_auroc_ci_grouped(
@@ -194,11 +185,21 @@ def bootstrap_auroc_ci_grouped(
     counts[:, ~large] = rng.poisson(cells[~large], size=(resamples, int((~large).sum())))
     spread = rng.standard_normal((resamples, int(large.sum()))) * np.sqrt(cells[large])
     counts[:, large] = np.maximum(np.rint(cells[large] + spread), 0).astype(np.int64)
-    neg, pos = counts[:, 0::2], counts[:, 1::2]
+    return _percentile_interval(_grouped_aurocs(counts[:, 1::2], counts[:, 0::2]), level)
+
+
+def _grouped_aurocs(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Each resample's AUROC from its positives and negatives per score group `[r, groups]`
+    (groups in score order; a tie within a group counts half). NaN with one class."""
     below = np.cumsum(neg, axis=1) - neg
     wins = np.sum(pos * (below + 0.5 * neg), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        values = wins / (pos.sum(axis=1) * neg.sum(axis=1))
+        out: np.ndarray = wins / (pos.sum(axis=1) * neg.sum(axis=1))
+    return out
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` interval of the finite resampled values (NaN when there are none)."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")
