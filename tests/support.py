@@ -385,9 +385,9 @@ def prometheus(target: str, tmp_path: Path, *, rules: Path | None = None) -> Ite
         log.close()
 
 
-def held_out_encounters(path: Path, n: int) -> tuple[list[dict[str, Any]], Any]:
-    """The first `n` encounters of the shipped model's test split (its card's patient split) as
-    API encounters, with their labels (a NumPy bool array)."""
+def held_out_encounters(path: Path, n: int | None) -> tuple[list[dict[str, Any]], Any]:
+    """The first `n` encounters (None: all) of the shipped model's test split (its card's patient
+    split) as API encounters, with their labels (a NumPy bool array)."""
     from app.features.columns import INTEGER_COLUMNS, LABEL_COLUMN
     from app.inference.repository import latest_version_dir, read_card
     from app.training.data import SPLITS, load_dataset, split_assignment
@@ -401,7 +401,7 @@ def held_out_encounters(path: Path, n: int) -> tuple[list[dict[str, Any]], Any]:
             for name, value in row.items()
             if name != LABEL_COLUMN and isinstance(value, str)
         }
-        for row in dataset.frame[test].head(n).to_dict("records")
+        for row in dataset.frame[test].iloc[:n].to_dict("records")
     ]
     for encounter in encounters:
         encounter["encounter_id"] = str(encounter["encounter_id"])
