@@ -14,6 +14,7 @@ from tests.support import ROOT, migrate_to_head
 pytestmark = pytest.mark.slow
 
 # A service stand-in: the job with its child computing from the first score, then it waits.
+# It stops the job only when told to on stdin; stopping at once raced the test's first look.
 SERVICE = """
 import multiprocessing, sys, time
 from app.core.config import MonitoringSettings
@@ -28,6 +29,7 @@ while job.snapshot() is None:
     time.sleep(0.05)
 print(*[p.pid for p in multiprocessing.active_children()], flush=True)
 if sys.argv[2] == "stop":
+    sys.stdin.readline()  # the test first sees the child alive, then asks for the stop
     job.stop()
     print("stopped", flush=True)
 time.sleep(600)
@@ -58,16 +60,19 @@ def test_the_child_ends_with_the_service(tmp_path: Path, how: str) -> None:
     service = subprocess.Popen(
         [sys.executable, "-c", SERVICE, url, how],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        assert service.stdout is not None
+        assert service.stdin is not None and service.stdout is not None
         children = [int(p) for p in service.stdout.readline().split()]
         assert children, "the job computed in a child process"
         assert all(_alive(p) for p in children)
         if how == "stop":
+            service.stdin.write("stop\n")
+            service.stdin.flush()
             assert service.stdout.readline().strip() == "stopped"
         else:
             service.send_signal(signal.SIGKILL)
