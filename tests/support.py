@@ -385,15 +385,19 @@ def prometheus(target: str, tmp_path: Path, *, rules: Path | None = None) -> Ite
         log.close()
 
 
-def held_out_encounters(path: Path, n: int | None) -> tuple[list[dict[str, Any]], Any]:
-    """The first `n` encounters (None: all) of the shipped model's test split (its card's patient
-    split) as API encounters, with their labels (a NumPy bool array)."""
+def held_out_encounters(
+    path: Path, n: int | None, model_dir: Path | None = None
+) -> tuple[list[dict[str, Any]], Any]:
+    """The first `n` encounters (None: all) of a model's test split (its card's patient split of
+    the rows it was trained from; default the shipped model) as API encounters, with their
+    labels (a NumPy bool array)."""
     from app.features.columns import INTEGER_COLUMNS, LABEL_COLUMN
     from app.inference.repository import latest_version_dir, read_card
     from app.training.data import SPLITS, load_dataset, split_assignment
 
-    seed = int(read_card(latest_version_dir())["data"]["split_seed"])
-    dataset = load_dataset(path)
+    data = read_card(model_dir or latest_version_dir())["data"]
+    seed = int(data["split_seed"])
+    dataset = load_dataset(path, data.get("max_rows"))
     test = split_assignment(dataset.frame, seed) == SPLITS.index("test")
     encounters = [
         {
@@ -406,3 +410,21 @@ def held_out_encounters(path: Path, n: int | None) -> tuple[list[dict[str, Any]]
     for encounter in encounters:
         encounter["encounter_id"] = str(encounter["encounter_id"])
     return encounters, dataset.labels[test][:n].astype(bool)
+
+
+def served_flags_at_two_seeds(loaded: Any, encounters: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The serving Predictor's flag decisions (NumPy bool arrays) for `encounters` with the
+    card's number of MC passes, drawn at the card's seed and at the next one."""
+    import numpy as np
+
+    from app.inference import MCDropoutEngine
+    from app.inference.predictor import Predictor, ScoringRequest
+
+    predictor = Predictor(loaded, MCDropoutEngine(loaded.model, device="cpu"))
+    n_samples, seed = int(loaded.card["mc"]["n_samples"]), int(loaded.card["mc"]["seed"])
+
+    def flags(at_seed: int) -> Any:
+        answers = predictor.predict([ScoringRequest(e, n_samples, at_seed) for e in encounters])
+        return np.array([p.flagged for p in answers])
+
+    return flags(seed), flags(seed + 1)

@@ -31,6 +31,7 @@ from app.training.evaluation import MCScores, mc_scores
 from app.training.metrics import auprc, auroc, brier, ece
 from app.training.pipeline import DEFAULT_N_SAMPLES, TrainOptions, run_training
 from app.training.policy import decision_rates, fit_std_threshold, fit_thresholds
+from app.training.referral import flag_agreement
 from app.training.referral_report import build_report, recipe_from_card, refit_guard
 from app.training.train import reproducible
 
@@ -196,10 +197,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     test_rate = None
     if test.any():
         loaded = replace(loaded, card=card)
-        test_rate = float(_flagged(loaded, dataset, x, scores, test).mean())
+        flags = _flagged(loaded, dataset, x, scores, test)
+        test_rate = float(flags.mean())
+        # NOTE: the rule's stability under the next MC seed moves with its level, as the rate does.
+        n, seed = int(mc["n_samples"]), int(mc["seed"]) + 1
+        reseeded = mc_scores(loaded.model, x, n_samples=n, seed=seed, cut=_cut(card))
+        again = _flagged(loaded, dataset, x, reseeded, test)
+        agreement = flag_agreement(flags, again)["same_decision"]
     if dataset.sha256 == card["data"]["sha256"] and test_rate is not None:
         # NOTE: the card's test metrics stay true only when the threshold came from the same data.
-        card["metrics"] = {**card["metrics"], "flag_rate": test_rate}
+        card["metrics"] = {
+            **card["metrics"], "flag_rate": test_rate, "flag_agreement_two_seeds": agreement,
+        }  # fmt: skip
     write_card(loaded.directory, card)
     log.info(
         "threshold %.5f flags %.2f%% of validation, %s of test",

@@ -24,10 +24,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from app.inference.calibration import calibrate, logit_cut, share_acting
-from app.inference.flags import decision_flip
+from app.inference.engine import MCDropoutEngine
+from app.inference.flags import decision_flip, flagged
 from app.inference.guard import GuardResult
 from app.training.metrics import auroc, bootstrap_auroc_ci, brier
-from app.training.referral import referred_mask
+from app.training.referral import pass_logits, referred_mask
 
 FRACTIONS: Final = (0.05, 0.10, 0.20)
 RISK_BINS: Final = 20
@@ -82,6 +83,23 @@ def pass_scores(
     acting = share_acting(above, calibration)
     flip = decision_flip(probability, acting, threshold, np.asarray(logits).shape[1])
     return PassScores(probability, p.std(axis=1, ddof=1), z.std(axis=1, ddof=1), mi, flip)
+
+
+def shipped_flags(
+    engine: MCDropoutEngine,
+    x: np.ndarray,
+    decision: Mapping[str, Any],
+    calibration: Mapping[str, Any] | None,
+    guard: GuardResult,
+    *,
+    n_samples: int,
+    seed: int,
+) -> np.ndarray:
+    """The encounters a card's decision rule sends to review when the MC passes are drawn at
+    `seed`: the decision could flip in more than `level` of them, or the guard gives a reason."""
+    logits = pass_logits(engine, x, n_samples=n_samples, seed=seed)
+    flip = pass_scores(logits, calibration, float(decision["action_threshold"])).decision_flip
+    return flagged(flip, float(decision["level"]), guard)
 
 
 def candidate_scores(scores: PassScores, threshold: float, seed: int) -> dict[str, np.ndarray]:

@@ -33,12 +33,3 @@ def mc_scores(
         share_above=None if cut is None or above is None else above.double().numpy(),
         n_samples=n_samples,
     )
-
-
-def flag_agreement(
-    model: BayesianMLP, x: np.ndarray, *, n_samples: int, seeds: tuple[int, int], threshold: float
-) -> float:
-    """Share of encounters whose flag decision is the same under two MC seeds."""
-    a = mc_scores(model, x, n_samples=n_samples, seed=seeds[0]).std > threshold
-    b = mc_scores(model, x, n_samples=n_samples, seed=seeds[1]).std > threshold
-    return float(np.mean(a == b))

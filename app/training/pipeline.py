@@ -14,18 +14,18 @@ from threadpoolctl import threadpool_limits
 from app.features import FeatureSpec
 from app.inference.calibration import calibrate
 from app.inference.engine import MCDropoutEngine
-from app.inference.flags import uncertain
+from app.inference.flags import flagged, uncertain
 from app.inference.guard import DomainGuard
 from app.inference.repository import DEFAULT_REPOSITORY, save_model
 from app.training import baselines
 from app.training.calibration import fit_platt
 from app.training.data import SPLITS, Dataset, load_dataset, split_assignment
-from app.training.decision import pass_scores
+from app.training.decision import pass_scores, shipped_flags
 from app.training.decision_report import fit_decision_block
-from app.training.evaluation import flag_agreement, mc_scores
+from app.training.evaluation import mc_scores
 from app.training.metrics import summary
 from app.training.policy import fit_policy
-from app.training.referral import pass_logits
+from app.training.referral import flag_agreement, pass_logits
 from app.training.report import FIXED_THRESHOLD, ReportInputs, write_report
 from app.training.train import Recipe, predict_deterministic, reproducible, train_model
 
@@ -105,7 +105,8 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
         dataset.columns(rows["validation"]), xs["validation"],
         review_rate=options.review_rate, validation_std=val.std, **mc,
     )  # fmt: skip
-    guard_flagged = guard.check_columns(dataset.columns(rows["test"]), xs["test"]).flagged
+    test_guard = guard.check_columns(dataset.columns(rows["test"]), xs["test"])
+    guard_flagged = test_guard.flagged
     decision, test_flip = _fit_decision(
         model, calibration, guard, dataset, rows, xs, ys, mc, options.review_rate
     )
@@ -128,15 +129,20 @@ def _run(options: TrainOptions) -> tuple[Path, dict[str, Any]]:
     metrics = _test_metrics(
         ys["test"], probabilities, test.std, uncertainty, options, guard_flagged
     )
-    metrics["flag_rate"] = float((uncertain(test_flip, decision["level"]) | guard_flagged).mean())
+    shipped = flagged(test_flip, decision["level"], test_guard)
+    metrics["flag_rate"] = float(shipped.mean())
     if "targets" in metrics:  # the flag-rate target is the shipped rule's
         gbm = metrics["models"]["gradient_boosting"]
         metrics["targets"] = _targets(metrics, gbm, options.review_rate)
     if options.report:
-        metrics["flag_agreement_two_seeds"] = flag_agreement(
-            model, xs["test"], n_samples=options.n_samples,
-            seeds=(options.seed, options.seed + 1), threshold=uncertainty["threshold"],
+        # NOTE: the shipped rule's decisions again with the next MC seed, as a service run with
+        # another seed would make them.
+        engine = MCDropoutEngine(model, device="cpu", default_seed=options.seed)
+        reseeded = shipped_flags(
+            engine, xs["test"], decision, calibration, test_guard,
+            n_samples=options.n_samples, seed=options.seed + 1,
         )  # fmt: skip
+        metrics["flag_agreement_two_seeds"] = flag_agreement(shipped, reseeded)["same_decision"]
 
     out = options.out or default_version_dir()
     card: dict[str, Any] = {

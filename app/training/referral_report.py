@@ -15,7 +15,12 @@ from app.features.encoder import Columns
 from app.inference.engine import MCDropoutEngine
 from app.inference.guard import DomainGuard
 from app.training.data import Dataset
-from app.training.decision import PassScores, choose_action_threshold, pass_scores
+from app.training.decision import (
+    PassScores,
+    choose_action_threshold,
+    pass_scores,
+    shipped_flags,
+)
 from app.training.decision_report import (
     SENSITIVITY_THRESHOLD,
     decision_plot,
@@ -92,6 +97,7 @@ def build_report(
             "std_flag": flag_agreement(scored.std > threshold, other.std > threshold),
             "combined_flag": flag_agreement(scored.flagged, other.flagged),
             "median_std_se_over_threshold": float(se / threshold),
+            **_shipped_agreement(card, engine, x, scored, n_samples=n_samples, seed=mc_seed),
         },
         "all_test": group_metrics(y, scored.probability, seed=seed),
         "referral": referral_table(y, scored, seed=seed),
@@ -147,6 +153,25 @@ def _decision_section(
             "test": decision_rates(test.decision_flip, level, scored.guard),
         }
     return {**section, "validation_curve": chosen}
+
+
+def _shipped_agreement(
+    card: Mapping[str, Any], engine: MCDropoutEngine, x: np.ndarray, scored: Scored, *,
+    n_samples: int, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """How the card's decision rule agrees with itself under MC seeds `seed` and `seed + 1`
+    (nothing for a card without a decision block)."""
+    decision = card.get("decision")
+    if not decision:
+        return {}
+    a, b = (
+        shipped_flags(
+            engine, x, decision, card.get("calibration"), scored.guard, n_samples=n_samples,
+            seed=s,
+        )
+        for s in (seed, seed + 1)
+    )  # fmt: skip
+    return {"shipped_flag": flag_agreement(a, b)}
 
 
 def mc_scores_se(
@@ -209,6 +234,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"## Flag stability (seeds {agree['seeds'][0]} and {agree['seeds'][1]}, same N)",
         "",
+        *(
+            [
+                f"- shipped rule (decision could flip, or the guard): Jaccard "
+                f"{agree['shipped_flag']['jaccard']:.3f}, same decision "
+                f"{agree['shipped_flag']['same_decision']:.4f}"
+            ]
+            if "shipped_flag" in agree
+            else []
+        ),
         f"- std flag: Jaccard {agree['std_flag']['jaccard']:.3f}, same decision "
         f"{agree['std_flag']['same_decision']:.4f}",
         f"- combined flag: Jaccard {agree['combined_flag']['jaccard']:.3f}, same decision "

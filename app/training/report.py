@@ -152,8 +152,8 @@ def _markdown(inputs: ReportInputs) -> str:
     ]
     if "flag_agreement_two_seeds" in metrics:
         lines.append(
-            f"- Monte Carlo stability: {metrics['flag_agreement_two_seeds']:.2%} of test "
-            "encounters get the same flag decision under two different MC seeds."
+            f"- Monte Carlo stability: the shipped flag rule makes the same decision for "
+            f"{metrics['flag_agreement_two_seeds']:.2%} of test encounters under two MC seeds."
         )
     lines += [
         "",

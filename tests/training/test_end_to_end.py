@@ -18,6 +18,8 @@ from app.inference import MCDropoutEngine
 from app.inference.calibration import calibrate
 from app.inference.repository import WEIGHTS_FILE, ModelLoadError, load_model, read_card
 from app.training.data import read_frame
+from app.training.referral import flag_agreement
+from tests.support import held_out_encounters, served_flags_at_two_seeds
 
 ROWS = 3000
 EVALUATE_KEYS = {
@@ -161,6 +163,16 @@ def test_evaluate_reproduces_the_engine_and_calibration(trained: Path, unseen_fi
     p = calibrate(mc.mean.double().numpy(), loaded.card["calibration"])
     y = (frame["readmitted"] == "<30").to_numpy()
     assert result["brier"] == pytest.approx(float(np.mean((p - y) ** 2)), rel=1e-6)
+
+
+def test_the_cards_seed_stability_is_that_of_the_rule_the_service_runs(
+    trained: Path, data_file: Path
+) -> None:
+    loaded = load_model(trained)
+    encounters, _ = held_out_encounters(data_file, None, trained)
+    first, second = served_flags_at_two_seeds(loaded, encounters)
+    same = flag_agreement(first, second)["same_decision"]
+    assert loaded.card["metrics"]["flag_agreement_two_seeds"] == pytest.approx(same, abs=1e-12)
 
 
 def test_calibrate_rewrites_the_threshold_without_touching_weights(
