@@ -7,7 +7,6 @@ from app.features.fhir.encounter import Feature
 from app.features.fhir.icd10 import icd9_for_icd10
 from app.features.fhir.model import FhirMappingError, Source, ref
 from app.features.fhir.reading import (
-    Resource,
     code_in,
     codings,
     has_code,
@@ -15,6 +14,7 @@ from app.features.fhir.reading import (
     quantity,
     reference_id,
 )
+from app.features.fhir.schema import Condition, Encounter, Observation, Procedure
 from app.features.icd9 import is_valid_icd9
 
 A1C_BANDS = ((8.0, ">8"), (7.0, ">7"))
@@ -29,7 +29,7 @@ _RESULT_KINDS: dict[str | None, str] = {
 }
 
 
-def diagnoses(encounter: Resource, conditions: Sequence[Resource] | None) -> dict[str, Feature]:
+def diagnoses(encounter: Encounter, conditions: Sequence[Condition] | None) -> dict[str, Feature]:
     """diag_1..3 (ICD-9-CM, published format) and number_diagnoses, in diagnosis rank order."""
     listed = _encounter_conditions(encounter, conditions)
     if listed is None:
@@ -49,10 +49,10 @@ def diagnoses(encounter: Resource, conditions: Sequence[Resource] | None) -> dic
     return out
 
 
-def icd9_of(condition: Resource) -> Feature:
+def icd9_of(condition: Condition) -> Feature:
     """A Condition's ICD-9-CM code in the published format (ICD-10-CM mapped to its group)."""
     where = ref(condition, "code")
-    concept = condition.get("code")
+    concept = condition.code
     icd9 = code_in(concept, codes.ICD9_SYSTEM)
     if icd9 is not None:
         published = _published_icd9(icd9)
@@ -69,21 +69,21 @@ def icd9_of(condition: Resource) -> Feature:
         return mapped, Source(where, f"ICD-10-CM {icd10} -> group of ICD-9-CM {mapped}")
     if not codings(concept):
         return None, Source(None, f"{where} has no coding")
-    systems = sorted({str(c.get("system")) for c in codings(concept)})
+    systems = sorted({str(c.system) for c in codings(concept)})
     raise FhirMappingError(
         f"{where}: no coding in {codes.ICD9_SYSTEM} or {codes.ICD10_SYSTEM} (found {systems});"
         " add an ICD-9-CM or ICD-10-CM coding"
     )
 
 
-def procedures(items: Sequence[Resource] | None) -> Feature:
+def procedures(items: Sequence[Procedure] | None) -> Feature:
     """num_procedures: the Procedures performed in the encounter."""
     if items is None:
         return None, Source(None, "procedures not provided")
     return len(live(items)), Source("procedures", "count, entered-in-error and not-done left out")
 
 
-def observations(items: Sequence[Resource] | None) -> dict[str, Feature]:
+def observations(items: Sequence[Observation] | None) -> dict[str, Feature]:
     """num_lab_procedures, A1Cresult, max_glu_serum and weight from the Observations."""
     columns = ("num_lab_procedures", "A1Cresult", "max_glu_serum", "weight")
     if items is None:
@@ -91,10 +91,10 @@ def observations(items: Sequence[Resource] | None) -> dict[str, Feature]:
     # NOTE: one pass reads each Observation's category and LOINC code (a prefetch carries
     # dozens); the results are then converted kind by kind, so errors come in the same order.
     labs = 0
-    by_kind: dict[str, list[Resource]] = {"a1c": [], "glucose": [], "weight": []}
+    by_kind: dict[str, list[Observation]] = {"a1c": [], "glucose": [], "weight": []}
     for o in live(items):
-        labs += has_code(o.get("category"), codes.OBSERVATION_CATEGORY_SYSTEM, _LABORATORY)
-        kind = _RESULT_KINDS.get(code_in(o.get("code"), codes.LOINC_SYSTEM))
+        labs += has_code(o.category, codes.OBSERVATION_CATEGORY_SYSTEM, _LABORATORY)
+        kind = _RESULT_KINDS.get(code_in(o.code, codes.LOINC_SYSTEM))
         if kind is not None:
             by_kind[kind].append(o)
     a1c = [_converted(o, codes.A1C_UNITS) for o in by_kind["a1c"]]
@@ -109,19 +109,19 @@ def observations(items: Sequence[Resource] | None) -> dict[str, Feature]:
 
 
 def _encounter_conditions(
-    encounter: Resource, conditions: Sequence[Resource] | None
-) -> list[Resource] | None:
+    encounter: Encounter, conditions: Sequence[Condition] | None
+) -> list[Condition] | None:
     """The encounter's diagnoses: Encounter.diagnosis by rank, else Conditions in list order."""
-    by_id = {str(c.get("id")): c for c in conditions or []}
-    entries = list(encounter.get("diagnosis") or [])
+    by_id = {str(c.id): c for c in conditions or []}
+    entries = encounter.diagnosis
     if entries:
         ranked = sorted(
             enumerate(entries),
-            key=lambda e: (e[1].get("rank") is None, e[1].get("rank") or 0, e[0]),
+            key=lambda e: (e[1].rank is None, e[1].rank or 0, e[0]),
         )
         out = []
         for k, entry in ranked:
-            key = reference_id(entry.get("condition"))
+            key = reference_id(entry.condition)
             if key not in by_id:
                 raise FhirMappingError(
                     f"{ref(encounter, f'diagnosis[{k}]')}: refers to Condition/{key}, which is not"
@@ -131,8 +131,8 @@ def _encounter_conditions(
         return out
     if conditions is None:
         return None
-    own = encounter.get("id")
-    return [c for c in live(conditions) if reference_id(c.get("encounter")) in (None, own)]
+    own = encounter.id
+    return [c for c in live(conditions) if reference_id(c.encounter) in (None, own)]
 
 
 def _published_icd9(code: str) -> str:
@@ -143,7 +143,7 @@ def _published_icd9(code: str) -> str:
     return head + dot + tail
 
 
-def _converted(observation: Resource, units: Mapping[str, tuple[float, float]]) -> float:
+def _converted(observation: Observation, units: Mapping[str, tuple[float, float]]) -> float:
     """An Observation's value in the unit its bands use; error for a unit not in `units`."""
     value, unit = quantity(observation, "valueQuantity")
     if unit not in units:

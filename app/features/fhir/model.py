@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from app.features.fhir.schema import Resource
+
 
 class FhirMappingError(ValueError):
     """FHIR input that cannot be mapped; the message names the resource and what to fix."""
@@ -37,7 +39,7 @@ class MappedRecord:
         return {k: v for k, v in self.record.items() if v is not None}
 
 
-def ref(resource: Mapping[str, Any], element: str = "") -> str:
+def ref(resource: Resource, element: str = "") -> str:
     """Name a resource (and an element of it) for provenance and error messages."""
-    name = f"{resource.get('resourceType', 'resource')}/{resource.get('id', '?')}"
+    name = f"{resource.resourceType or 'resource'}/{resource.id or '?'}"
     return f"{name}.{element}" if element else name

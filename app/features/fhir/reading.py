@@ -1,42 +1,37 @@
-"""Small readers over plain FHIR R4 JSON: codings, dates, quantities, references."""
+"""Small readers over the decoded FHIR elements (`app.features.fhir.schema`): codings, dates,
+quantities, references."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TypeVar
 
 from app.features.fhir.model import FhirMappingError, ref
+from app.features.fhir.schema import CodeableConcept, Coding, Observation, Reference, Resource
 
-Resource = Mapping[str, Any]
+R = TypeVar("R", bound=Resource)
+_GONE = frozenset({"entered-in-error", "cancelled", "not-done"})
 
 
-def codings(concept: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+def codings(concept: CodeableConcept | None) -> list[Coding]:
     """The codings of a CodeableConcept (none for an absent one)."""
-    return list((concept or {}).get("coding") or [])
+    return concept.coding if concept is not None else []
 
 
-def code_in(concept: Mapping[str, Any] | None, system: str) -> str | None:
+def code_in(concept: CodeableConcept | None, system: str) -> str | None:
     """The first code of `concept` in `system`, or None."""
-    for coding in codings(concept):
-        if coding.get("system") == system and coding.get("code"):
-            return str(coding["code"])
+    if concept is not None:
+        for coding in concept.coding:
+            if coding.system == system and coding.code:
+                return coding.code
     return None
 
 
-def concepts(value: Any) -> list[Mapping[str, Any]]:
-    """The CodeableConcepts of a 0..1 or 0..* element."""
-    if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [v for v in value if isinstance(v, Mapping)]
-    return []
-
-
-def has_code(value: Any, system: str, codes: frozenset[str] | set[str]) -> bool:
-    """Tell whether any concept of `value` has a coding in `system` among `codes`."""
+def has_code(concepts: Iterable[CodeableConcept], system: str, codes: frozenset[str]) -> bool:
+    """Tell whether any of `concepts` has a coding in `system` among `codes`."""
     # NOTE: plain loops: this runs for every Observation of a prefetch (dozens a hook).
-    for concept in concepts(value):
-        for coding in codings(concept):
-            if coding.get("system") == system and coding.get("code") in codes:
+    for concept in concepts:
+        for coding in concept.coding:
+            if coding.system == system and coding.code in codes:
                 return True
     return False
 
@@ -55,21 +50,20 @@ def parse_date(text: str, where: str) -> date:
         raise FhirMappingError(f"{where}: {text!r} is not a FHIR date or dateTime") from exc
 
 
-def reference_id(reference: Mapping[str, Any] | None) -> str | None:
+def reference_id(reference: Reference | None) -> str | None:
     """The id in a relative reference like `Condition/123` (or `#123`), or None."""
-    text = str((reference or {}).get("reference") or "")
+    text = (reference.reference if reference is not None else None) or ""
     return text.rsplit("/", 1)[-1].lstrip("#") or None
 
 
-def live(resources: Sequence[Resource]) -> list[Resource]:
+def live(resources: Sequence[R]) -> list[R]:
     """The resources not entered in error, cancelled or not done (those never happened)."""
-    gone = {"entered-in-error", "cancelled", "not-done"}
-    return [r for r in resources if r.get("status") not in gone]
+    return [r for r in resources if r.status not in _GONE]
 
 
-def quantity(resource: Resource, where: str) -> tuple[float, str]:
+def quantity(observation: Observation, where: str) -> tuple[float, str]:
     """An Observation's valueQuantity as (value, UCUM code or unit); error if it has none."""
-    value = resource.get("valueQuantity") or {}
-    if not isinstance(value.get("value"), int | float):
-        raise FhirMappingError(f"{ref(resource, where)}: needs a valueQuantity with a value")
-    return float(value["value"]), str(value.get("code") or value.get("unit") or "")
+    value = observation.valueQuantity
+    if value is None or value.value is None:
+        raise FhirMappingError(f"{ref(observation, where)}: needs a valueQuantity with a value")
+    return value.value, value.code or value.unit or ""

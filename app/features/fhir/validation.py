@@ -6,7 +6,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from app.features.fhir.model import FhirMappingError, ref
+from app.features.fhir.model import FhirMappingError
 
 
 def validate_resource(resource: Mapping[str, Any]) -> None:
@@ -15,11 +15,11 @@ def validate_resource(resource: Mapping[str, Any]) -> None:
     try:
         model = get_fhir_model_class(kind)
     except (KeyError, ValueError) as exc:
-        raise FhirMappingError(f"{ref(resource)}: {kind!r} is not an R4B resource type") from exc
+        raise FhirMappingError(f"{_name(resource)}: {kind!r} is not an R4B resource type") from exc
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        raise FhirMappingError(f"{ref(resource)}: not valid FHIR R4B: {exc}") from exc
+        raise FhirMappingError(f"{_name(resource)}: not valid FHIR R4B: {exc}") from exc
 
 
 def validate_prefetch(prefetch: Mapping[str, Any]) -> int:
@@ -32,3 +32,7 @@ def validate_prefetch(prefetch: Mapping[str, Any]) -> int:
                 1 + len(value.get("entry") or []) if value.get("resourceType") == "Bundle" else 1
             )
     return count
+
+
+def _name(resource: Mapping[str, Any]) -> str:
+    return f"{resource.get('resourceType', 'resource')}/{resource.get('id', '?')}"
