@@ -1,11 +1,12 @@
 """A scored encounter as a FHIR R4 RiskAssessment: what the EHR files in the chart."""
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from app.features.fhir.mapping import PREFETCH_KEYS, bundle_resources
+import msgspec
+
+from app.features.fhir.schema import Bundle, Prefetch, Resource
 from app.inference.prediction import Prediction
 from app.web.present import reason
 
@@ -38,12 +39,12 @@ def qualitative_risk(probability: float) -> str:
 
 def risk_assessment(
     resource_id: str,
-    prefetch: Mapping[str, Any],
+    prefetch: Prefetch,
     prediction: Prediction,
     at: datetime,
 ) -> Json:
     """The RiskAssessment of one prediction, its basis the prefetched resources it was made from."""
-    patient, encounter = prefetch["patient"], prefetch["encounter"]
+    assert prefetch.patient is not None and prefetch.encounter is not None  # both were mapped
     version = prediction.model_version
     risk = qualitative_risk(prediction.probability)
     forecast: Json = {
@@ -68,8 +69,8 @@ def risk_assessment(
         "resourceType": "RiskAssessment",
         "id": resource_id,
         "status": "final",
-        "subject": {"reference": f"Patient/{patient.get('id')}"},
-        "encounter": {"reference": f"Encounter/{encounter.get('id')}"},
+        "subject": {"reference": f"Patient/{prefetch.patient.id}"},
+        "encounter": {"reference": f"Encounter/{prefetch.encounter.id}"},
         "occurrenceDateTime": at.isoformat().replace("+00:00", "Z"),
         "method": {
             "coding": [
@@ -100,13 +101,14 @@ def note(prediction: Prediction) -> str:
     return text
 
 
-def _basis(prefetch: Mapping[str, Any]) -> list[Json]:
+def _basis(prefetch: Prefetch) -> list[Json]:
     """References to every prefetched resource that has an id."""
-    resources = [prefetch["patient"], prefetch["encounter"]]
-    for key in PREFETCH_KEYS[2:]:
-        resources += bundle_resources(prefetch.get(key), key) or []
+    resources: list[Resource | None] = [prefetch.patient, prefetch.encounter]
+    for value in msgspec.structs.astuple(prefetch)[2:]:
+        if isinstance(value, Bundle):
+            resources += value.resources()
     # NOTE: the prior encounters may include the encounter itself; each resource once.
     names = dict.fromkeys(
-        f"{r['resourceType']}/{r['id']}" for r in resources if r.get("resourceType") and r.get("id")
+        f"{r.resourceType}/{r.id}" for r in resources if r is not None and r.resourceType and r.id
     )
     return [{"reference": name} for name in names]

@@ -47,13 +47,15 @@ class Incoming(NamedTuple):
 
 
 class Scored(NamedTuple):
-    """One answer: the prediction and, when flagged, its review item; or, for an encounter
-    the model's question does not apply to (death or hospice), why it was not scored."""
+    """One answer: the prediction, the content hash it was stored under and, when flagged, its
+    review item; or, for an encounter the model's question does not apply to (death or
+    hospice), why it was not scored."""
 
     encounter_id: str
     prediction: Prediction | None
     review_item_id: int | None
     not_applicable: str | None = None
+    content_hash: str | None = None
 
 
 class ScoringService:
@@ -122,8 +124,8 @@ class ScoringService:
         if self.observe is not None:
             self.observe(predictions)
         return [
-            Scored(e.encounter_id, p, item_id)
-            for e, p, item_id in zip(encounters, predictions, ids, strict=True)
+            Scored(e.encounter_id, p, item_id, content_hash=h)
+            for e, p, item_id, h in zip(encounters, predictions, ids, hashes, strict=True)
         ]
 
     async def _supersede_or_warn(self, cases: list[Case]) -> list[int | None]:
